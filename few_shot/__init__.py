@@ -1,0 +1,7 @@
+"""few_shot: few-shot Chinese text classification with prompts (P-tuning) on a frozen BERT MLM."""
+from few_shot.bert import BertMaskedLM
+from few_shot.errors import FewShotError
+from few_shot.loading import DEFAULT_MODEL, PretrainedMLM, load_mlm
+from few_shot.tokenizer import Tokenizer
+
+__version__ = "0.1.0"
