@@ -52,6 +52,9 @@ class BertMaskedLM(keras.Model):
             layer.build()
         self.mlm_head.build()
 
+    def build(self, input_shape=None):
+        self.built = True  # every weight is created in __init__
+
     @classmethod
     def from_bert_config(cls, config, **kwargs):
         """Build from a Google `bert_config.json` / HF `config.json` dict."""

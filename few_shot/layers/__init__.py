@@ -1,3 +1,4 @@
 from few_shot.layers.bert_embeddings import BertEmbeddings
 from few_shot.layers.masked_lm_head import MaskedLMHead
 from few_shot.layers.transformer_encoder import TransformerEncoder, gelu_erf
+from few_shot.layers.prompt_encoder import PromptEncoder

@@ -1,0 +1,164 @@
+"""What few_shot_ptuning.py and few_shot_finetune.py share: arguments, data, the training run,
+zero-shot scoring and prediction. The scripts themselves stay short."""
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+
+from few_shot.errors import FewShotError
+from few_shot.pattern import PTUNING_PATTERN, SENTIMENT_VERBALIZER, ZERO_SHOT_PATTERN, Pattern, Verbalizer
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA = os.path.join(PROJECT_ROOT, "data", "sentiment")
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Bad input ends the program with one line on stderr and exit status 2, not a traceback."""
+    try:
+        yield
+    except FewShotError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def add_common_args(parser, lr):
+    a = parser.add_argument
+    a("--model", default=None, help="checkpoint folder (Google, HF or preset) or hub id; default: bundled "
+                                    "models/zh-bert-mini")
+    a("--data", default=DEFAULT_DATA, help="folder with train/valid/test splits (default: bundled sentiment)")
+    a("--fewclue-fold", default=None, help="read --data as FewCLUE (train_<i>/dev_<i>/test_public); 0-4 or all")
+    a("--output", default=None, help="folder for metrics.json and the best model (default: runs/<name>-<time>)")
+    a("--overwrite", action="store_true", help="replace a non-empty --output")
+    a("--pattern", default=PTUNING_PATTERN, help=f"template, default {PTUNING_PATTERN!r}")
+    a("--verbalizer", default=None, help="label:word pairs (1:很,0:不), JSON, or a JSON file; default 1:很,0:不")
+    a("--k", type=int, default=None, help="train on a stratified sample of K labelled rows (else first 1%%)")
+    a("--train-fraction", type=float, default=0.01, help="without --k: the first fraction of train (0.01 = 168)")
+    a("--seed", type=int, default=42)
+    a("--epochs", type=int, default=20)
+    a("--passes-per-epoch", type=int, default=50, help="an epoch is this many passes over the labelled rows")
+    a("--batch-size", type=int, default=32)
+    a("--eval-batch-size", type=int, default=128)
+    a("--maxlen", type=int, default=128)
+    a("--lr", type=float, default=lr)
+    a("--objective", choices=("vocab", "label"), default="vocab",
+      help="vocab: full-vocabulary softmax at [MASK] (seed); label: softmax over label words (PET)")
+    a("--strategy", choices=("mirrored", "multiworker", "none"), default="mirrored")
+    a("--max-valid", type=int, default=None, help="evaluate on the first N valid rows only (quick runs)")
+    a("--max-test", type=int, default=None, help="evaluate on the first N test rows only (quick runs)")
+
+
+def load_splits(args, verbalizer):
+    """-> (train, valid, test) example lists, train sampled as asked; labels checked against the verbalizer."""
+    from few_shot import datasets
+    if args.fewclue_fold is not None:
+        fold = args.fewclue_fold if args.fewclue_fold == "all" else int(args.fewclue_fold)
+        splits = datasets.load_fewclue(args.data, fold)
+    else:
+        splits = datasets.load_task(args.data)
+    train, valid, test = splits["train"], splits["valid"], splits["test"]
+    for name, rows in (("train", train), ("valid", valid), ("test", test)):
+        verbalizer.check_labels([label for _, label in rows], f"{args.data} ({name})")
+    if args.k is not None:
+        train = datasets.stratified_sample(train, args.k, args.seed)
+    elif args.fewclue_fold is None:
+        train = datasets.first_fraction(train, args.train_fraction)
+    return train, valid[: args.max_valid], test[: args.max_test]
+
+
+def describe_model(path):
+    if path is None:
+        return "bundled models/zh-bert-mini (a small demo model; pass --model for a real Chinese BERT)"
+    return path
+
+
+def run_training(args, name, build_model):
+    """Load data and model under the strategy, train with per-epoch valid/test logging, save the best.
+
+    `build_model(mlm, pattern, verbalizer, label_ids) -> PtuningModel` decides what trains.
+    """
+    import keras
+
+    from few_shot.loading import load_mlm
+    from few_shot.ptuning import count_params
+    from few_shot.training import EncodedSet, EpochLogger, Scorer, make_strategy, prepare_output, \
+        training_dataset
+
+    verbalizer = Verbalizer.parse(args.verbalizer) if args.verbalizer else Verbalizer(SENTIMENT_VERBALIZER)
+    pattern = Pattern(args.pattern)
+    train, valid, test = load_splits(args, verbalizer)
+    output = args.output or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    prepare_output(output, args.overwrite)
+    keras.utils.set_random_seed(args.seed)
+    strategy = make_strategy(args.strategy)
+    print(f"model: {describe_model(args.model)}")
+    print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
+    with strategy.scope():
+        mlm = load_mlm(args.model)
+        label_ids = verbalizer.token_ids(mlm.tokenizer)
+        model = build_model(mlm, pattern, verbalizer, label_ids)
+        model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=model.loss_function())
+    tok = mlm.tokenizer
+    train_set, valid_set, test_set = (EncodedSet(rows, tok, pattern, verbalizer, args.maxlen, label_ids)
+                                      for rows in (train, valid, test))
+    trainable = count_params(model.trainable_weights)
+    print(f"data: {len(train)} labelled train rows, {len(valid)} valid, {len(test)} test; "
+          f"pattern {pattern.template!r}; verbalizer {verbalizer.mapping}")
+    print(f"trainable parameters: {trainable:,} of {count_params(model.weights):,}")
+    summary = {"config": {k: v for k, v in vars(args).items()}, "seed": args.seed, "trainable_params": trainable,
+               "train_rows": len(train), "model": args.model or "models/zh-bert-mini"}
+    logger = EpochLogger(Scorer(model, args.eval_batch_size), valid_set, test_set, output, summary)
+    steps = max(1, -(-len(train) * args.passes_per_epoch // args.batch_size))
+    model.fit(training_dataset(train_set, args.batch_size, args.seed), epochs=args.epochs,
+              steps_per_epoch=steps, callbacks=[logger], verbose=1 if sys.stdout.isatty() else 2)
+    logger.restore_best()
+    model.save(os.path.join(output, "model.keras"))
+    shutil.copyfile(tok.vocab_path, os.path.join(output, "vocab.txt"))
+    logger.write()
+    best = logger.best
+    print(f"best epoch {best['best_epoch']}: valid_acc {best['best_valid_acc']:.4f}, "
+          f"test_acc {best['test_acc_at_best']:.4f}; saved to {output}")
+    return logger.metrics()
+
+
+def zero_shot(args):
+    """Score the hand-written pattern with the untrained MLM; print valid and test accuracy."""
+    from few_shot.loading import load_mlm
+    from few_shot.ptuning import PtuningModel
+    from few_shot.training import EncodedSet, Scorer
+
+    verbalizer = Verbalizer.parse(args.verbalizer) if args.verbalizer else Verbalizer(SENTIMENT_VERBALIZER)
+    pattern = Pattern(ZERO_SHOT_PATTERN if args.pattern == PTUNING_PATTERN else args.pattern)
+    if pattern.prompt_tokens:
+        raise FewShotError(f"zero-shot pattern {pattern.template!r} has soft-prompt slots, which are untrained; "
+                           f"write the prompt in words, e.g. --pattern '{ZERO_SHOT_PATTERN}'")
+    _, valid, test = load_splits(args, verbalizer)
+    print(f"model: {describe_model(args.model)}")
+    mlm = load_mlm(args.model)
+    label_ids = verbalizer.token_ids(mlm.tokenizer)
+    model = PtuningModel(mlm.model, label_ids, encoder=None, pattern=pattern.template,
+                         verbalizer=verbalizer.mapping, maxlen=args.maxlen)
+    scorer = Scorer(model, args.eval_batch_size)
+    result = {"pattern": pattern.template, "verbalizer": verbalizer.mapping, "model": args.model or
+              "models/zh-bert-mini"}
+    for name, rows in (("valid", valid), ("test", test)):
+        data = EncodedSet(rows, mlm.tokenizer, pattern, verbalizer, args.maxlen, label_ids)
+        result[f"{name}_acc"] = scorer.accuracy(data, name)
+    print(f"zero-shot - pattern: {pattern.template} - valid_acc: {result['valid_acc']:.4f} - "
+          f"test_acc: {result['test_acc']:.4f}")
+    if args.output:
+        from few_shot.training import prepare_output
+        prepare_output(args.output, args.overwrite)
+        with open(os.path.join(args.output, "metrics.json"), "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2, ensure_ascii=False)
+    return result
+
+
+def predict_command(output_dir, texts):
+    from few_shot.classifier import PromptClassifier
+    classifier = PromptClassifier.load(output_dir)
+    for text, (label, prob) in zip(texts, classifier.predict(texts)):
+        print(f"{label}\t{prob:.4f}\t{text}")

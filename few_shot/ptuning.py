@@ -1,0 +1,146 @@
+"""PtuningModel: a frozen BERT MLM whose prompt-token embeddings come from a PromptEncoder,
+scored by verbalizer label words at the [MASK] slot(s)."""
+import keras
+import numpy as np
+from keras import ops
+
+from few_shot.bert import BertMaskedLM, split_inputs
+from few_shot.layers import PromptEncoder
+
+INITS = ("unused", "random", "vocab", "label")
+OBJECTIVES = ("vocab", "label")
+FIRST_REAL_TOKEN = 106  # Chinese BERT: [PAD], [unused1..99], [UNK], [CLS], [SEP], [MASK], <S>, <T>
+
+
+@keras.saving.register_keras_serializable(package="few_shot")
+class PtuningModel(keras.Model):
+    """Inputs `{"token_ids", "segment_ids", "mask_positions"}` -> label scores [batch, num_labels].
+
+    - `prompt_token_ids`: the soft-prompt tokens (`[unused1..n]`). Wherever they occur in
+      `token_ids`, their embedding is replaced by the PromptEncoder's output. With
+      `encoder=None` they keep ordinary (trainable, if the backbone is) embeddings: the
+      full-finetune baseline.
+    - `label_token_ids`: [num_labels][num_masks] verbalizer word ids. A label's score is the sum
+      over its mask slots of the MLM logit of its word piece, computed from the hidden states at
+      the mask slots only (no full-vocabulary projection).
+    - `objective="vocab"` (as the seed and Su's code): in training the scores become full-vocabulary
+      log-probs (sum of log-softmax over the vocab at each slot) and the loss is their negative
+      at the true label; `"label"` (as PET): softmax cross-entropy over the labels' scores. At
+      inference both give the same ranking (the per-slot normaliser is shared by all labels).
+    - Only the prompt encoder trains unless `train_backbone=True` (optionally only the last
+      `trainable_layers` encoder layers plus the MLM head).
+    """
+
+    def __init__(self, backbone, label_token_ids, prompt_token_ids=(), encoder="lstm", init="unused",
+                 objective="vocab", train_backbone=False, trainable_layers=None, seed=0,
+                 pattern=None, verbalizer=None, maxlen=128, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(backbone, dict):
+            backbone = keras.saving.deserialize_keras_object(backbone)
+        if init not in INITS:
+            raise ValueError(f"init={init!r}; choose one of {INITS}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective={objective!r}; choose one of {OBJECTIVES}")
+        self.backbone = backbone
+        self.label_token_ids = [list(map(int, ids)) for ids in label_token_ids]
+        self.prompt_token_ids = [int(i) for i in prompt_token_ids]
+        self.encoder = encoder
+        self.init = init
+        self.objective = objective
+        self.train_backbone = train_backbone
+        self.trainable_layers = trainable_layers
+        self.seed = seed
+        self.pattern = pattern
+        self.verbalizer = verbalizer
+        self.maxlen = maxlen
+        self.num_labels = len(self.label_token_ids)
+        self.num_masks = len(self.label_token_ids[0])
+        self._freeze_backbone()
+        self.prompt_encoder = None
+        if encoder is not None and self.prompt_token_ids:
+            self.prompt_encoder = PromptEncoder(len(self.prompt_token_ids), backbone.hidden_size, encoder,
+                                                name="prompt_encoder")
+            self.prompt_encoder.build()
+            self.prompt_encoder.set_initial_embeddings(self._initial_prompt_rows())
+
+    def build(self, input_shape=None):
+        self.built = True  # every weight is created in __init__
+
+    def _freeze_backbone(self):
+        bb = self.backbone
+        if not self.train_backbone:
+            bb.trainable = False
+            return
+        bb.trainable = True
+        if self.trainable_layers is not None:
+            # train the last N encoder layers and the MLM head transform (the tied embedding stays frozen)
+            bb.embeddings.trainable = False
+            for i, layer in enumerate(bb.encoder_layers):
+                layer.trainable = i >= bb.num_layers - self.trainable_layers
+
+    def _initial_prompt_rows(self):
+        table = ops.convert_to_numpy(self.backbone.embedding_matrix)
+        n = len(self.prompt_token_ids)
+        rng = np.random.default_rng(self.seed)
+        if self.init == "unused":
+            return table[self.prompt_token_ids]
+        if self.init == "vocab":
+            return table[rng.choice(np.arange(FIRST_REAL_TOKEN, len(table)), size=n, replace=False)]
+        if self.init == "label":
+            words = [i for ids in self.label_token_ids for i in ids]
+            return table[[words[i % len(words)] for i in range(n)]]
+        return rng.normal(0.0, table.std(), size=(n, table.shape[1])).astype("float32")
+
+    def prompt_embeddings(self, training=False):
+        """The [prompt_length, hidden] vectors that replace the prompt tokens' embeddings."""
+        return self.prompt_encoder(training=training)
+
+    def call(self, inputs, training=False):
+        token_ids, segment_ids = split_inputs(inputs)
+        mask_positions = ops.cast(inputs["mask_positions"], "int32")
+        embeddings = self.backbone.embed_tokens(token_ids)
+        if self.prompt_encoder is not None:
+            prompts = ops.cast(self.prompt_embeddings(training), embeddings.dtype)
+            ids = ops.convert_to_tensor(self.prompt_token_ids, dtype="int32")
+            match = ops.cast(ops.equal(token_ids[:, :, None], ids[None, None, :]), embeddings.dtype)
+            embeddings = (embeddings * (1.0 - ops.sum(match, axis=-1, keepdims=True))
+                          + ops.einsum("btp,ph->bth", match, prompts))
+        hidden = self.backbone.encode(token_ids, segment_ids, token_embeddings=embeddings, training=training)
+        # gather the mask slots with a one-hot matmul: portable across backends and cheap
+        select = ops.one_hot(mask_positions, ops.shape(hidden)[1], dtype=hidden.dtype)  # [B, M, T]
+        at_mask = self.backbone.mlm_head.transform(ops.matmul(select, hidden))  # [B, M, H]
+        head = self.backbone.mlm_head
+        label_ids = ops.convert_to_tensor(self.label_token_ids, dtype="int32")  # [C, M]
+        rows = ops.take(self.backbone.embedding_matrix, label_ids, axis=0)  # [C, M, H]
+        scores = ops.einsum("bmh,cmh->bc", at_mask, ops.cast(rows, at_mask.dtype))
+        scores = scores + ops.sum(ops.take(head.output_bias, label_ids, axis=0), axis=-1)[None, :]
+        if training and self.objective == "vocab":
+            full = ops.matmul(at_mask, ops.transpose(self.backbone.embedding_matrix)) + head.output_bias
+            scores = scores - ops.sum(ops.logsumexp(full, axis=-1), axis=-1, keepdims=True)
+        return scores
+
+    def loss_function(self):
+        """The training loss that matches `objective`."""
+        if self.objective == "label":
+            return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        return negative_log_likelihood
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(backbone=keras.saving.serialize_keras_object(self.backbone),
+                      label_token_ids=self.label_token_ids, prompt_token_ids=self.prompt_token_ids,
+                      encoder=self.encoder, init=self.init, objective=self.objective,
+                      train_backbone=self.train_backbone, trainable_layers=self.trainable_layers,
+                      seed=self.seed, pattern=self.pattern, verbalizer=self.verbalizer, maxlen=self.maxlen)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="few_shot")
+def negative_log_likelihood(y_true, log_probs):
+    """-log p(label word of y_true): scores are already full-vocabulary log-probs."""
+    y = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+    return -ops.sum(log_probs * ops.one_hot(y, ops.shape(log_probs)[-1], dtype=log_probs.dtype), axis=-1)
+
+
+def count_params(weights):
+    return int(sum(np.prod(w.shape) for w in weights))
