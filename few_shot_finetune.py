@@ -2,6 +2,7 @@
 
     python few_shot_finetune.py                         # all layers trainable
     python few_shot_finetune.py --trainable-layers 2    # last 2 encoder layers + MLM head
+    python few_shot_finetune.py --unlabeled texts.txt   # + MLM loss on unlabelled texts (semi-supervised)
 """
 import argparse
 

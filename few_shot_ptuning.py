@@ -2,6 +2,7 @@
 
     python few_shot_ptuning.py                          # bundled model + sentiment, first 1% of train
     python few_shot_ptuning.py --k 32 --seed 1          # 32 labelled rows, stratified
+    python few_shot_ptuning.py --k 32 --semi            # + MLM loss on the unlabelled rest of train (PET)
     python few_shot_ptuning.py --zero-shot              # hand-written pattern, no training
     python few_shot_ptuning.py --predict runs/ptuning-... "这家酒店很好"
 """
@@ -13,7 +14,7 @@ from few_shot.ptuning import INITS, PtuningModel
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, lr=6e-4)
+    add_common_args(parser, lr=1e-3)
     parser.add_argument("--prompt-length", type=int, default=None,
                         help="number of soft-prompt tokens; builds [u1..uN][MASK]{text} (default: the pattern's 8)")
     parser.add_argument("--init", choices=INITS, default="unused", help="prompt initialisation")

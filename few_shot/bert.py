@@ -51,6 +51,7 @@ class BertMaskedLM(keras.Model):
         for layer in self.encoder_layers:
             layer.build()
         self.mlm_head.build()
+        self.built = True  # so save_weights/save_preset work before the first call
 
     def build(self, input_shape=None):
         self.built = True  # every weight is created in __init__

@@ -108,7 +108,11 @@ def assign_weights(model, weights, source, naming):
 def read_json(path):
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            value = json.load(f)
+        if not isinstance(value, dict):
+            raise FewShotError(f"{path}: expected a JSON object of settings; restore the config file that came "
+                               f"with the checkpoint")
+        return value
     except FileNotFoundError:
         raise FewShotError(f"{path}: not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -17,7 +17,10 @@ DEFAULT_DATA = os.path.join(PROJECT_ROOT, "data", "sentiment")
 
 @contextlib.contextmanager
 def user_errors():
-    """Bad input ends the program with one line on stderr and exit status 2, not a traceback."""
+    """Bad input ends the program with one line on stderr and exit status 2, not a traceback.
+    Warnings (data problems, a checkpoint without MLM head) print as one `warning: ...` line."""
+    import warnings
+    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     try:
         yield
     except FewShotError as e:
@@ -30,6 +33,8 @@ def add_common_args(parser, lr):
     a("--model", default=None, help="checkpoint folder (Google, HF or preset) or hub id; default: bundled "
                                     "models/zh-bert-mini")
     a("--data", default=DEFAULT_DATA, help="folder with train/valid/test splits (default: bundled sentiment)")
+    a("--text-field", default=None, help="csv/json data: the text column (default text or sentence)")
+    a("--label-field", default=None, help="csv/json data: the label column (default label)")
     a("--fewclue-fold", default=None, help="read --data as FewCLUE (train_<i>/dev_<i>/test_public); 0-4 or all")
     a("--output", default=None, help="folder for metrics.json and the best model (default: runs/<name>-<time>)")
     a("--overwrite", action="store_true", help="replace a non-empty --output")
@@ -44,11 +49,21 @@ def add_common_args(parser, lr):
     a("--eval-batch-size", type=int, default=128)
     a("--maxlen", type=int, default=128)
     a("--lr", type=float, default=lr)
-    a("--objective", choices=("vocab", "label"), default="vocab",
-      help="vocab: full-vocabulary softmax at [MASK] (seed); label: softmax over label words (PET)")
+    a("--objective", choices=("vocab", "label"), default="label",
+      help="label: softmax over the label words (PET; default, learns faster in our runs, see README); "
+           "vocab: full-vocabulary softmax at [MASK] (the seed, Su's code)")
     a("--strategy", choices=("mirrored", "multiworker", "none"), default="mirrored")
     a("--max-valid", type=int, default=None, help="evaluate on the first N valid rows only (quick runs)")
     a("--max-test", type=int, default=None, help="evaluate on the first N test rows only (quick runs)")
+    s = parser.add_argument_group("semi-supervised (PET-style MLM loss on unlabelled texts; few_shot/semi.py)")
+    s.add_argument("--semi", action="store_true", help="add an MLM loss on unlabelled texts: --unlabeled, else "
+                                                       "the train rows not used as labelled")
+    s.add_argument("--unlabeled", metavar="FILE", default=None,
+                   help="unlabelled texts, one per line (tsv labels ignored; json lines: --text-field); implies --semi")
+    s.add_argument("--mlm-weight", type=float, default=1.0, help="weight of the unlabelled MLM loss")
+    s.add_argument("--unlabeled-batch-size", type=int, default=None, help="unlabelled texts per step "
+                                                                          "(default --batch-size)")
+    s.add_argument("--max-unlabeled", type=int, default=None, help="use the first N unlabelled texts only")
 
 
 def load_splits(args, verbalizer):
@@ -56,9 +71,9 @@ def load_splits(args, verbalizer):
     from few_shot import datasets
     if args.fewclue_fold is not None:
         fold = args.fewclue_fold if args.fewclue_fold == "all" else int(args.fewclue_fold)
-        splits = datasets.load_fewclue(args.data, fold)
+        splits = datasets.load_fewclue(args.data, fold, args.text_field, args.label_field)
     else:
-        splits = datasets.load_task(args.data)
+        splits = datasets.load_task(args.data, args.text_field, args.label_field)
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     for name, rows in (("train", train), ("valid", valid), ("test", test)):
         verbalizer.check_labels([label for _, label in rows], f"{args.data} ({name})")
@@ -81,46 +96,75 @@ def run_training(args, name, build_model):
     `build_model(mlm, pattern, verbalizer, label_ids) -> PtuningModel` decides what trains.
     """
     import keras
+    import numpy as np
 
     from few_shot.loading import load_mlm
     from few_shot.ptuning import count_params
-    from few_shot.training import EncodedSet, EpochLogger, Scorer, make_strategy, prepare_output, \
+    from few_shot.training import EncodedSet, EpochLogger, Scorer, is_chief, make_strategy, prepare_output, \
         training_dataset
 
     verbalizer = Verbalizer.parse(args.verbalizer) if args.verbalizer else Verbalizer(SENTIMENT_VERBALIZER)
     pattern = Pattern(args.pattern)
     train, valid, test = load_splits(args, verbalizer)
+    from few_shot import semi
+    semi.check_semi_args(args)
+    unlabeled = semi.unlabeled_texts(args, train)
     output = args.output or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    prepare_output(output, args.overwrite)
     keras.utils.set_random_seed(args.seed)
     strategy = make_strategy(args.strategy)
+    if not is_chief(strategy):
+        output = None
+    else:
+        prepare_output(output, args.overwrite)
     print(f"model: {describe_model(args.model)}")
-    print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
+    kind = "MultiWorkerMirroredStrategy" if args.strategy == "multiworker" else type(strategy).__name__
+    print(f"strategy: {kind} with {strategy.num_replicas_in_sync} replica(s)")
     with strategy.scope():
         mlm = load_mlm(args.model)
         label_ids = verbalizer.token_ids(mlm.tokenizer)
         model = build_model(mlm, pattern, verbalizer, label_ids)
-        model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=model.loss_function())
+        # with unlabelled texts, fit a wrapper that adds their MLM loss; evaluate and save `model`
+        trainer = semi.SemiSupervisedModel(model, args.mlm_weight) if unlabeled else model
+        trainer.compile(optimizer=keras.optimizers.Adam(args.lr), loss=model.loss_function())
     tok = mlm.tokenizer
     train_set, valid_set, test_set = (EncodedSet(rows, tok, pattern, verbalizer, args.maxlen, label_ids)
                                       for rows in (train, valid, test))
+    unlabeled_set = semi.UnlabeledSet(unlabeled, tok, pattern, len(label_ids[0]), args.maxlen, seed=args.seed) \
+        if unlabeled else None
     trainable = count_params(model.trainable_weights)
     print(f"data: {len(train)} labelled train rows, {len(valid)} valid, {len(test)} test; "
           f"pattern {pattern.template!r}; verbalizer {verbalizer.mapping}")
+    if unlabeled:
+        print(f"semi-supervised: + {args.mlm_weight} x MLM loss on {len(unlabeled)} unlabelled texts "
+              f"({args.unlabeled or 'the rest of the train split'}), {semi.MASK_RATE:.0%} of text tokens masked")
     print(f"trainable parameters: {trainable:,} of {count_params(model.weights):,}")
     summary = {"config": {k: v for k, v in vars(args).items()}, "seed": args.seed, "trainable_params": trainable,
-               "train_rows": len(train), "model": args.model or "models/zh-bert-mini"}
+               "train_rows": len(train), "unlabeled_rows": len(unlabeled or ()),
+               "model": args.model or "models/zh-bert-mini"}
     logger = EpochLogger(Scorer(model, args.eval_batch_size), valid_set, test_set, output, summary)
     steps = max(1, -(-len(train) * args.passes_per_epoch // args.batch_size))
-    model.fit(training_dataset(train_set, args.batch_size, args.seed), epochs=args.epochs,
-              steps_per_epoch=steps, callbacks=[logger], verbose=1 if sys.stdout.isatty() else 2)
+    if args.strategy == "multiworker":
+        # Keras 3.15 builds the compile state by all-reducing one distributed batch, which
+        # CollectiveAllReduce cannot do for a dict of inputs: build it from a local batch instead.
+        inputs, labels = train_set.batch(np.arange(min(len(train_set), 2)))
+        if unlabeled_set is not None:
+            inputs.update(unlabeled_set.batch(np.arange(min(len(unlabeled_set), 2)))[0])
+        with strategy.scope():
+            trainer._symbolic_build(data_batch=(inputs, labels))
+        trainer._maybe_symbolic_build = lambda *a, **k: None
+    data = (training_dataset(train_set, args.batch_size, args.seed) if unlabeled_set is None else
+            semi.semi_training_dataset(train_set, unlabeled_set, args.batch_size,
+                                       args.unlabeled_batch_size or args.batch_size, args.seed))
+    trainer.fit(data, epochs=args.epochs, steps_per_epoch=steps, callbacks=[logger], shuffle=False,
+                verbose=1 if sys.stdout.isatty() else 2)
     logger.restore_best()
-    model.save(os.path.join(output, "model.keras"))
-    shutil.copyfile(tok.vocab_path, os.path.join(output, "vocab.txt"))
-    logger.write()
+    if output:
+        model.save(os.path.join(output, "model.keras"))
+        shutil.copyfile(tok.vocab_path, os.path.join(output, "vocab.txt"))
+        logger.write()
     best = logger.best
     print(f"best epoch {best['best_epoch']}: valid_acc {best['best_valid_acc']:.4f}, "
-          f"test_acc {best['test_acc_at_best']:.4f}; saved to {output}")
+          f"test_acc {best['test_acc_at_best']:.4f}; saved to {output or '(not the chief worker: nothing)'}")
     return logger.metrics()
 
 

@@ -83,13 +83,31 @@ def _check_vocab(config, tokenizer, config_path, vocab_path):
                            f"{tokenizer.vocab_size} tokens; use the vocab.txt that came with this checkpoint")
 
 
+REQUIRED_CONFIG = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+
+
+def _model_from_config(config, config_path):
+    """BertMaskedLM for a checkpoint config, or a one-line error naming the file and the bad value."""
+    missing = [key for key in REQUIRED_CONFIG if key not in config]
+    if missing:
+        raise FewShotError(f"{config_path}: missing {', '.join(missing)}; restore the config file that came "
+                           f"with the checkpoint")
+    if config["hidden_size"] % config["num_attention_heads"]:
+        raise FewShotError(f"{config_path}: hidden_size {config['hidden_size']} is not divisible by "
+                           f"num_attention_heads {config['num_attention_heads']}; fix the config")
+    try:
+        return BertMaskedLM.from_bert_config(config)
+    except (ValueError, TypeError) as e:
+        raise FewShotError(f"{config_path}: {e}") from None
+
+
 def _load_hf(folder):
     config_path, vocab_path = os.path.join(folder, ckpt.HF_CONFIG), os.path.join(folder, ckpt.VOCAB)
     config = ckpt.read_json(config_path)
     tokenizer = Tokenizer(vocab_path)
     _check_vocab(config, tokenizer, config_path, vocab_path)
     weights, source = ckpt.read_hf_weights(folder)
-    model = BertMaskedLM.from_bert_config(config)
+    model = _model_from_config(config, config_path)
     head = ckpt.assign_weights(model, weights, source, "hf")
     return PretrainedMLM(model, tokenizer, folder, "hf", head)
 
@@ -101,7 +119,7 @@ def _load_google(folder):
     _check_vocab(config, tokenizer, config_path, vocab_path)
     prefix = ckpt.find_google_checkpoint(folder)
     weights = ckpt.read_google_weights(prefix)
-    model = BertMaskedLM.from_bert_config(config)
+    model = _model_from_config(config, config_path)
     head = ckpt.assign_weights(model, weights, prefix, "google")
     return PretrainedMLM(model, tokenizer, folder, "google", head)
 

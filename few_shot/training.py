@@ -67,7 +67,10 @@ def training_dataset(data, batch_size, seed):
                  tf.TensorSpec((None,), tf.int32))
     ds = tf.data.Dataset.from_generator(lambda: training_batches(data, batch_size, seed),
                                         output_signature=signature)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # a generator has no files to split: multi-worker runs take every n-th batch instead
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 class Scorer:
@@ -84,7 +87,8 @@ class Scorer:
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if progress:
             from tqdm.auto import tqdm
-            batches = tqdm(batches, desc=progress, leave=False, file=sys.stderr, disable=len(batches) < 4)
+            batches = tqdm(batches, desc=progress, leave=False, file=sys.stderr,
+                           disable=len(batches) < 4 or not sys.stderr.isatty())
         for idx in batches:
             inputs, _ = data.batch(idx)
             out[idx] = keras.ops.convert_to_numpy(self.fn(inputs))
@@ -101,10 +105,41 @@ def make_strategy(kind="mirrored"):
         if "TF_CONFIG" not in os.environ:
             raise FewShotError("--strategy multiworker needs TF_CONFIG set on every worker; see README "
                                "'Several machines'")
+        _patch_keras_multiworker_reduce()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if kind == "none":
         return tf.distribute.get_strategy()
     return tf.distribute.MirroredStrategy()
+
+
+def _patch_keras_multiworker_reduce():
+    """Keras 3.15 averages per-replica logs with `strategy.reduce("MEAN", v, axis=0)` under
+    MultiWorkerMirroredStrategy, which fails for scalar logs such as the loss; reduce those with
+    axis=None (the mean over replicas), everything else as Keras does."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer.reduce_per_replica, "few_shot_patch", False):
+        return
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            def reduce(v):
+                scalar = all(t.shape.rank == 0 for t in strategy.experimental_local_results(v))
+                return strategy.reduce("MEAN", v, axis=None if scalar else 0)
+            return tf.nest.map_structure(reduce, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.few_shot_patch = True
+    trainer.reduce_per_replica = reduce_per_replica
+
+
+def is_chief(strategy):
+    """Multi-worker runs write files from worker 0 only."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver is None or not resolver.task_type or (resolver.task_type in ("chief", "worker")
+                                                          and resolver.task_id == 0)
 
 
 def prepare_output(path, overwrite):
@@ -135,6 +170,8 @@ class EpochLogger(keras.callbacks.Callback):
         test_acc = self.scorer.accuracy(self.test, "test")
         record = {"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
                   "valid_acc": valid_acc, "test_acc": test_acc, "seconds": time.time() - self.start}
+        if "mlm_loss" in logs:  # semi-supervised runs: the unlabelled MLM part of `loss` (unweighted)
+            record["mlm_loss"] = float(logs["mlm_loss"])
         self.epochs.append(record)
         if valid_acc > self.best["best_valid_acc"]:
             self.best = {"best_epoch": epoch + 1, "best_valid_acc": valid_acc, "test_acc_at_best": test_acc}

@@ -1,0 +1,220 @@
+"""Labelled text files -> lists of `(text, label)` with labels as strings.
+
+Formats (chosen by extension): tsv (`text<TAB>label`, Su's sentiment `*.data` files, `.txt`),
+csv (header row; `--text-field/--label-field`), json lines (`.json`/`.jsonl`). Folder layouts:
+Su's (`*.train.data`, `*.valid.data`, `*.test.data`), `train/dev|valid/test.<ext>`, and FewCLUE
+(`train_<i>.json`, `dev_<i>.json`, `test_public.json`). Problems name the file and the line.
+"""
+import collections
+import csv
+import glob
+import json
+import os
+import warnings
+
+import numpy as np
+
+from few_shot.errors import FewShotError
+
+TEXT_FIELDS = ("text", "sentence", "content", "title")
+LABEL_FIELDS = ("label", "label_desc")
+SPLIT_NAMES = {"train": ("train",), "valid": ("valid", "dev", "val"), "test": ("test_public", "test")}
+EXTENSIONS = (".data", ".tsv", ".txt", ".csv", ".jsonl", ".json")
+MAX_LISTED = 5
+
+# FewCLUE tnews: the two-character Chinese label names of the dataset's label_index2en2zh.json.
+TNEWS_VERBALIZER = {"100": "故事", "101": "文化", "102": "娱乐", "103": "体育", "104": "财经", "106": "房产",
+                    "107": "汽车", "108": "教育", "109": "科技", "110": "军事", "112": "旅游", "113": "国际",
+                    "114": "股票", "115": "农业", "116": "电竞"}
+
+
+class DataWarning(UserWarning):
+    """Rows were skipped or look suspicious (empty or duplicate texts)."""
+
+
+def _format_of(path, fmt=None):
+    fmt = fmt or {".csv": "csv", ".json": "jsonl", ".jsonl": "jsonl"}.get(os.path.splitext(path)[1].lower(), "tsv")
+    if fmt not in ("tsv", "csv", "jsonl"):
+        raise FewShotError(f"unknown data format {fmt!r}; use tsv, csv or jsonl")
+    return fmt
+
+
+def _lines(numbers):
+    shown = ", ".join(map(str, numbers[:MAX_LISTED]))
+    return shown + (f" and {len(numbers) - MAX_LISTED} more" if len(numbers) > MAX_LISTED else "")
+
+
+def _pick_field(fields, wanted, defaults, what, path, flag):
+    if wanted is not None:
+        if wanted not in fields:
+            raise FewShotError(f"{path}: no {what} field {wanted!r} (fields: {', '.join(map(str, fields))}); "
+                               f"fix {flag}")
+        return wanted
+    for name in defaults:
+        if name in fields:
+            return name
+    raise FewShotError(f"{path}: no {what} field among {', '.join(map(str, fields))}; name it with {flag}")
+
+
+def _raw_rows(path, fmt, text_field, label_field):
+    """Yield (line_number, text, label) from one file."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    lines = raw.split(b"\n")
+    decoded = []
+    bad = []
+    for number, line in enumerate(lines, 1):
+        try:
+            decoded.append((number, line.decode("utf-8").rstrip("\r").lstrip("\ufeff")))
+        except UnicodeDecodeError:
+            bad.append(number)
+    if bad:
+        raise FewShotError(f"{path}: line {_lines(bad)} not UTF-8; re-save the file as UTF-8 "
+                           f"(e.g. iconv -f GBK -t UTF-8)")
+    if fmt == "tsv":
+        for number, line in decoded:
+            if not line.strip():
+                continue
+            text, sep, label = line.rpartition("\t")
+            if not sep:
+                raise FewShotError(f"{path}:{number}: no tab; tsv rows are text<TAB>label")
+            yield number, text, label.strip()
+    elif fmt == "jsonl":
+        for number, line in decoded:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise FewShotError(f"{path}:{number}: not a JSON object ({e.msg}); json files hold one "
+                                   f"object per line") from None
+            if not isinstance(row, dict):
+                raise FewShotError(f"{path}:{number}: not a JSON object; json files hold one object per line")
+            tf_ = _pick_field(list(row), text_field, TEXT_FIELDS, "text", f"{path}:{number}", "--text-field")
+            lf = _pick_field(list(row), label_field, LABEL_FIELDS, "label", f"{path}:{number}", "--label-field")
+            yield number, str(row[tf_]), str(row[lf]).strip()
+    else:
+        reader = csv.reader([line for _, line in decoded])
+        numbers = [n for n, _ in decoded]
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        tf_ = _pick_field(header, text_field, TEXT_FIELDS, "text", f"{path}:1", "--text-field")
+        lf = _pick_field(header, label_field, LABEL_FIELDS, "label", f"{path}:1", "--label-field")
+        ti, li = header.index(tf_), header.index(lf)
+        for i, row in enumerate(reader, 1):
+            if not row:
+                continue
+            if len(row) <= max(ti, li):
+                raise FewShotError(f"{path}:{numbers[i]}: {len(row)} columns, the header has {len(header)}; "
+                                   f"quote fields that contain commas")
+            yield numbers[i], row[ti], row[li].strip()
+
+
+def read_examples(path, text_field=None, label_field=None, fmt=None):
+    """-> [(text, label)]. Empty texts are skipped and duplicates kept, each with a warning that
+    names the lines; an empty label or an unreadable line is an error."""
+    if not os.path.isfile(path):
+        raise FewShotError(f"{path}: no such file; pass a labelled data file (tsv, csv or json lines)")
+    examples, empty, seen, duplicates = [], [], {}, []
+    for number, text, label in _raw_rows(path, _format_of(path, fmt), text_field, label_field):
+        if label == "":
+            raise FewShotError(f"{path}:{number}: empty label; every row needs text and label")
+        text = text.strip()
+        if not text:
+            empty.append(number)
+            continue
+        if text in seen:
+            duplicates.append(number)
+        seen.setdefault(text, number)
+        examples.append((text, label))
+    if empty:
+        warnings.warn(f"{path}: skipped {len(empty)} empty text(s) at line {_lines(empty)}", DataWarning)
+    if duplicates:
+        warnings.warn(f"{path}: {len(duplicates)} duplicate text(s) at line {_lines(duplicates)}", DataWarning)
+    if not examples:
+        raise FewShotError(f"{path}: no labelled rows; expected text and label per line")
+    return examples
+
+
+def find_split(folder, split):
+    """The file of `split` (train/valid/test) in `folder`, in Su's or the train/dev/test layout."""
+    candidates = []
+    for name in SPLIT_NAMES[split]:
+        for ext in EXTENSIONS:
+            candidates += sorted(glob.glob(os.path.join(glob.escape(folder), f"*.{name}{ext}")))
+            candidates += sorted(glob.glob(os.path.join(glob.escape(folder), f"{name}{ext}")))
+        if candidates:
+            break
+    if not candidates:
+        raise FewShotError(f"{folder}: no {split} file; name it {split}.tsv (or xx.{split}.data, "
+                           f"{'/'.join(SPLIT_NAMES[split])}.csv|jsonl), or use --fewclue-fold for FewCLUE")
+    if len(set(candidates)) > 1:
+        raise FewShotError(f"{folder}: several {split} files ({', '.join(map(os.path.basename, candidates))}); "
+                           f"keep one")
+    return candidates[0]
+
+
+def load_task(folder, text_field=None, label_field=None):
+    """-> {"train", "valid", "test"}: lists of (text, label)."""
+    if not os.path.isdir(folder):
+        raise FewShotError(f"{folder}: no such folder; --data takes a folder with train/valid/test files")
+    return {split: read_examples(find_split(folder, split), text_field, label_field)
+            for split in ("train", "valid", "test")}
+
+
+def load_fewclue(folder, fold, text_field=None, label_field=None):
+    """FewCLUE: train on train_<fold>, select on dev_<fold>, report on test_public. fold="all"
+    uses train_few_all / dev_few_all."""
+    if not os.path.isdir(folder):
+        raise FewShotError(f"{folder}: no such folder; pass the FewCLUE task folder (train_0.json, ...)")
+    suffix = "few_all" if fold == "all" else str(int(fold))
+    files = {"train": f"train_{suffix}.json", "valid": f"dev_{suffix}.json", "test": "test_public.json"}
+    out = {}
+    for split, name in files.items():
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise FewShotError(f"{path}: not found; FewCLUE folders hold train_<i>.json, dev_<i>.json and "
+                               f"test_public.json (fold 0-4 or all)")
+        out[split] = read_examples(path, text_field, label_field)
+    return out
+
+
+def label_counts(rows):
+    return dict(sorted(collections.Counter(label for _, label in rows).items()))
+
+
+def stratified_sample(rows, k, seed):
+    """k rows drawn without replacement, as balanced over the labels as k allows (labels that
+    have too few rows give their share to the others). Deterministic in `seed`."""
+    if k <= 0 or k > len(rows):
+        raise FewShotError(f"--k {k}: must be between 1 and the {len(rows)} training rows")
+    rng = np.random.default_rng(seed)
+    by_label = collections.defaultdict(list)
+    for i, (_, label) in enumerate(rows):
+        by_label[label].append(i)
+    labels = sorted(by_label)
+    pools = {label: list(rng.permutation(by_label[label])) for label in labels}
+    quota = dict.fromkeys(labels, 0)
+    remaining = k
+    while remaining:
+        open_labels = [label for label in labels if quota[label] < len(pools[label])]
+        share, extra = divmod(remaining, len(open_labels))
+        extra_labels = set(rng.permutation(open_labels)[:extra])
+        for label in open_labels:
+            take = min(share + (label in extra_labels), len(pools[label]) - quota[label])
+            quota[label] += take
+            remaining -= take
+    chosen = [i for label in labels for i in pools[label][:quota[label]]]
+    return [rows[i] for i in rng.permutation(chosen)]
+
+
+def first_fraction(rows, fraction):
+    """The first int(len * fraction) rows, as the seed (1% of sentiment train = 168 rows)."""
+    if not 0 < fraction <= 1:
+        raise FewShotError(f"--train-fraction {fraction}: must be in (0, 1]")
+    n = int(len(rows) * fraction)
+    if n == 0:
+        raise FewShotError(f"--train-fraction {fraction} of {len(rows)} rows is 0 rows; raise it or use --k")
+    return rows[:n]

@@ -1,0 +1,944 @@
+"""Masked-LM pretraining (from scratch or continued) of a `BertMaskedLM` on a plain-text corpus.
+
+Backend-agnostic: the data pipeline is numpy (a `keras.utils.PyDataset` whose batch `i` is a pure
+function of the corpus, the seed and the global step), the model is trained with `compile`/`fit`
+on a small wrapper that gathers the masked positions before the vocabulary projection, and the
+only TensorFlow-specific piece is the optional `tf.distribute.MirroredStrategy` scope.
+
+Pipeline: read + validate the corpus (one document per line, UTF-8) -> tokenise each document
+with the project `Tokenizer` (whole-word groups from jieba with `whole_word=True`) -> pack into
+`maxlen` blocks `[CLS] d1 [SEP] d2 [SEP] ...` (long documents continue in the next block) ->
+mask 15% of the non-special tokens (80% [MASK] / 10% random / 10% unchanged), at most
+`max_predictions` per block -> sample-weighted sparse cross-entropy at the masked positions.
+
+Checkpoints (`DIR/checkpoint/`) are an HF folder (so `load_mlm` and `--init-from` read them)
+plus `optimizer.npz` and `state.json` (step, data-stream position, loss history, config), which
+is what `--resume` continues from exactly.
+"""
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from few_shot import checkpoints as ckpt
+from few_shot.backend import inference_function
+from few_shot.bert import BertMaskedLM, split_inputs
+from few_shot.errors import FewShotError
+from few_shot.loading import DEFAULT_MODEL, load_mlm, pad_batch
+from few_shot.tokenizer import Tokenizer, load_vocab
+
+CHECKPOINT_DIR, HF_DIR, GOOGLE_DIR, LOG_FILE = "checkpoint", "hf", "google", "pretrain_log.json"
+STATE_FILE, OPTIMIZER_FILE = "state.json", "optimizer.npz"
+OUTPUTS = (CHECKPOINT_DIR, CHECKPOINT_DIR + ".tmp", CHECKPOINT_DIR + ".old", HF_DIR, GOOGLE_DIR, LOG_FILE)
+PROBE_PATTERN = "[MASK]满意。{text}"
+PROBE_WORDS = {0: "不", 1: "很"}
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+# the same ranges as few_shot.tokenizer._is_cjk (the tokenizer isolates exactly these characters)
+CJK = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f\U0002b740-\U0002b81f"
+                 "\U0002b920-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f]")
+MAX_LISTED_LINES = 5
+
+
+class BadLineWarning(UserWarning):
+    """Corpus lines were skipped (`on_bad_line="skip"`)."""
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Everything `run_pretraining` needs. `None` means "the default" (or, with `resume`, "what the
+    checkpoint was trained with"); see `resolve`."""
+    corpus: list
+    output: str
+    init_from: str = None
+    vocab: str = None
+    layers: int = None
+    hidden: int = None
+    heads: int = None
+    intermediate: int = None
+    max_position: int = None
+    maxlen: int = None
+    whole_word: bool = None
+    mask_rate: float = None
+    max_predictions: int = None
+    steps: int = 1000
+    batch_size: int = None
+    lr: float = None
+    warmup_steps: int = None
+    weight_decay: float = None
+    clip_norm: float = None
+    seed: int = None
+    save_every: int = 500
+    resume: bool = False
+    overwrite: bool = False
+    probe: str = None
+    probe_limit: int = None
+    on_bad_line: str = "stop"
+    progress: bool = True
+
+
+# Settings a checkpoint fixes: on --resume they come from the checkpoint, and passing a different
+# value is an error (the run would not be a continuation any more).
+RESUME_FIXED = ("init_from", "vocab", "layers", "hidden", "heads", "intermediate", "max_position", "maxlen",
+                "whole_word", "mask_rate", "max_predictions", "batch_size", "lr", "warmup_steps",
+                "weight_decay", "clip_norm", "seed")
+ARCH_FLAGS = {"layers": "num_layers", "hidden": "hidden_size", "heads": "num_heads",
+              "intermediate": "intermediate_size", "max_position": "max_position"}
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def resolve(config, saved=None):
+    """-> a copy of `config` with every default filled in (from `saved`, the checkpoint's resolved
+    config, when resuming)."""
+    c = dataclasses.replace(config, corpus=list(config.corpus))
+    if saved is not None:
+        for key in RESUME_FIXED:
+            mine, theirs = getattr(c, key), saved.get(key)
+            if key in ("vocab", "init_from") and mine is not None and theirs is not None:
+                same = os.path.abspath(mine) == os.path.abspath(theirs)
+            else:
+                same = mine == theirs
+            if mine is not None and not same:
+                raise FewShotError(f"{_flag(key)} {mine} differs from the checkpoint's {theirs!r}; a resumed run keeps "
+                                   f"the checkpoint's settings: drop {_flag(key)} or start a new run")
+            setattr(c, key, theirs)
+        return c
+    c.whole_word = bool(c.whole_word)
+    c.maxlen = 128 if c.maxlen is None else c.maxlen
+    c.mask_rate = 0.15 if c.mask_rate is None else c.mask_rate
+    if c.max_predictions is None:
+        c.max_predictions = max(1, math.ceil(c.maxlen * c.mask_rate))
+    c.batch_size = 32 if c.batch_size is None else c.batch_size
+    c.lr = (1e-4 if c.init_from else 1e-3) if c.lr is None else c.lr
+    c.warmup_steps = max(0, c.steps // 10) if c.warmup_steps is None else c.warmup_steps
+    c.weight_decay = 0.01 if c.weight_decay is None else c.weight_decay
+    c.clip_norm = 1.0 if c.clip_norm is None else c.clip_norm
+    c.seed = 0 if c.seed is None else c.seed
+    if c.init_from is None:
+        c.layers = 4 if c.layers is None else c.layers
+        c.hidden = 256 if c.hidden is None else c.hidden
+        c.heads = 4 if c.heads is None else c.heads
+        c.intermediate = 4 * c.hidden if c.intermediate is None else c.intermediate
+        c.max_position = max(512, c.maxlen) if c.max_position is None else c.max_position
+    return c
+
+
+def check_config(c):
+    """Argument-level checks (the ones that need no file)."""
+    positive = {"steps": c.steps, "batch_size": c.batch_size, "save_every": c.save_every}
+    if c.init_from is None:
+        positive.update(layers=c.layers, hidden=c.hidden, heads=c.heads, intermediate=c.intermediate)
+    for key, value in positive.items():
+        if value is None or value < 1:
+            raise FewShotError(f"{_flag(key)} {value}: must be a positive integer")
+    if c.maxlen < 8:
+        raise FewShotError(f"--maxlen {c.maxlen}: too short to pack documents; use --maxlen 64 or more")
+    if not 0 < c.mask_rate < 1:
+        raise FewShotError(f"--mask-rate {c.mask_rate}: must be between 0 and 1 (BERT uses 0.15)")
+    if c.max_predictions < 1 or c.max_predictions > c.maxlen:
+        raise FewShotError(f"--max-predictions {c.max_predictions}: must be between 1 and --maxlen {c.maxlen}")
+    if c.lr <= 0 or c.weight_decay < 0 or c.warmup_steps < 0 or c.clip_norm < 0:
+        raise FewShotError("--lr must be > 0 and --weight-decay, --warmup-steps, --clip-norm >= 0")
+    if c.init_from is None:
+        if c.hidden % c.heads:
+            raise FewShotError(f"--hidden {c.hidden} is not divisible by --heads {c.heads}; pick heads that divide "
+                               f"it (e.g. --heads {max(h for h in range(1, 17) if c.hidden % h == 0)})")
+        if c.maxlen > c.max_position:
+            raise FewShotError(f"--maxlen {c.maxlen} exceeds --max-position {c.max_position}; raise --max-position")
+    if c.on_bad_line not in ("stop", "skip"):
+        raise FewShotError(f"--on-bad-line {c.on_bad_line!r}: use 'stop' or 'skip'")
+    if c.probe_limit is not None and c.probe_limit < 1:
+        raise FewShotError(f"--probe-limit {c.probe_limit}: must be a positive integer")
+
+
+def check_output(config):
+    """Refuse a non-empty output folder unless --overwrite or --resume (nothing is deleted here)."""
+    out = config.output
+    if config.resume and config.overwrite:
+        raise FewShotError("--resume and --overwrite contradict each other; pass one of them")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise FewShotError(f"--output {out}: is a file; pass a folder")
+    if config.resume:
+        if not os.path.exists(os.path.join(out, CHECKPOINT_DIR, STATE_FILE)):
+            raise FewShotError(f"{os.path.join(out, CHECKPOINT_DIR)}: no checkpoint to resume from; run without "
+                               f"--resume (add --overwrite to start over in {out})")
+    elif os.path.isdir(out) and os.listdir(out) and not config.overwrite:
+        raise FewShotError(f"--output {out}: exists and is not empty; pass --resume to continue its checkpoint, "
+                           f"--overwrite to start over, or choose a new folder")
+
+
+def prepare_output(config):
+    """Create the output folder; with --overwrite remove the outputs of a previous run (only those)."""
+    if config.overwrite and os.path.isdir(config.output):
+        for name in OUTPUTS:
+            path = os.path.join(config.output, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+    os.makedirs(config.output, exist_ok=True)
+
+
+# -- corpus -------------------------------------------------------------------------------------
+
+def _lines(numbers):
+    shown = ", ".join(str(n) for n in numbers[:MAX_LISTED_LINES])
+    more = f" and {len(numbers) - MAX_LISTED_LINES} more" if len(numbers) > MAX_LISTED_LINES else ""
+    return f"line{'s' if len(numbers) > 1 else ''} {shown}{more}"
+
+
+def read_corpus(paths, on_bad_line="stop"):
+    """-> (documents, per-file info). One document per non-blank line; every file must be UTF-8
+    and contain Chinese text. Non-UTF-8 lines stop the run (`on_bad_line="stop"`, listing their
+    line numbers) or are dropped with a `BadLineWarning` (`"skip"`)."""
+    if isinstance(paths, str):
+        paths = [paths]
+    if not paths:
+        raise FewShotError("no corpus given; pass --corpus FILE (one document per line)")
+    documents, info = [], []
+    for path in paths:
+        if os.path.isdir(path):
+            raise FewShotError(f"--corpus {path}: is a folder; pass the text file(s) in it")
+        bad, first_error, docs, has_cjk = [], None, [], False
+        try:
+            with open(path, "rb") as f:
+                for lineno, raw in enumerate(f, 1):
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        bad.append(lineno)
+                        first_error = first_error or f"{e.reason} at byte {e.start}"
+                        continue
+                    if lineno == 1:
+                        line = line.lstrip("\ufeff")
+                    line = line.strip()
+                    if line:
+                        docs.append(line)
+                        has_cjk = has_cjk or CJK.search(line) is not None
+        except FileNotFoundError:
+            raise FewShotError(f"--corpus {path}: file not found; pass a UTF-8 text file, one document per line") \
+                from None
+        except OSError as e:
+            raise FewShotError(f"--corpus {path}: cannot be read ({e.strerror}); check the path and permissions") \
+                from None
+        if bad and on_bad_line == "stop":
+            raise FewShotError(f"{path}: {_lines(bad)} not valid UTF-8 ({first_error}); convert the file "
+                               f"(e.g. iconv -f GBK -t UTF-8) or pass --on-bad-line skip to drop such lines")
+        if bad:
+            warnings.warn(f"{path}: skipped {len(bad)} line{'s' if len(bad) > 1 else ''} that {'are' if len(bad) > 1 else 'is'} "
+                          f"not valid UTF-8 ({_lines(bad)})", BadLineWarning, stacklevel=2)
+        if not docs:
+            why = f" after skipping {len(bad)} non-UTF-8 lines" if bad else ""
+            raise FewShotError(f"--corpus {path}: no documents{why} (the file is empty or blank); pass a UTF-8 text "
+                               f"file with one document per line")
+        if not has_cjk:
+            raise FewShotError(f"--corpus {path}: no Chinese (CJK) characters in its {len(docs)} documents; this "
+                               f"pretrains a Chinese BERT, pass Chinese text")
+        documents.extend(docs)
+        info.append({"path": os.path.abspath(path), "documents": len(docs), "skipped_lines": len(bad)})
+    return documents, info
+
+
+def read_probe(path, limit=None):
+    """`text<TAB>label` rows (label 0/1; a first row labelled `label` is a header) -> [(text, int)]."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                text, tab, label = line.rpartition("\t")
+                if lineno == 1 and label.strip().lower() == "label":
+                    continue
+                if not tab or label.strip() not in ("0", "1"):
+                    raise FewShotError(f"--probe {path}: line {lineno} is not 'text<TAB>0|1'; fix the row (labels: "
+                                       f"1 = positive/很, 0 = negative/不)")
+                rows.append((text, int(label)))
+    except FileNotFoundError:
+        raise FewShotError(f"--probe {path}: file not found; pass a tsv file of text<TAB>label rows") from None
+    except UnicodeDecodeError as e:
+        raise FewShotError(f"--probe {path}: not UTF-8 ({e.reason} at byte {e.start}); re-save it as UTF-8") \
+            from None
+    if not rows:
+        raise FewShotError(f"--probe {path}: no rows; pass a tsv file of text<TAB>label rows")
+    return rows[:limit] if limit else rows
+
+
+# -- tokenisation, packing, masking ------------------------------------------------------------
+
+class DocumentTokenizer:
+    """Document -> (token ids, word groups). Groups number the maskable units of the document
+    (one per token, or with `whole_word` one per jieba word: all characters of a Chinese word, all
+    word pieces of a non-Chinese word); special tokens and [UNK] get group -1 (never masked).
+    The token ids are the same with and without `whole_word`."""
+
+    def __init__(self, tokenizer, whole_word=False):
+        self.tokenizer = tokenizer
+        self.whole_word = whole_word
+        self.special_ids = {tokenizer.token_dict[t] for t in SPECIAL_TOKENS}
+        if whole_word:
+            self._jieba = import_jieba()
+
+    def __call__(self, text):
+        tok = self.tokenizer
+        if not self.whole_word:
+            ids = np.asarray(tok.tokens_to_ids(tok.tokenize(text)), dtype=np.int64)
+            groups = np.arange(len(ids), dtype=np.int64)
+        else:
+            ids, groups = self._whole_words(text)
+        if len(ids):
+            groups[np.isin(ids, list(self.special_ids))] = -1
+        return ids, groups
+
+    def _whole_words(self, text):
+        tok = self.tokenizer
+        word_of = []
+        for w, word in enumerate(self._jieba.lcut(text)):
+            word_of.extend([w] * len(word))
+        ids, groups = [], []
+        group, last_word = -1, None  # last_word: jieba word of the previous token if it was a CJK char
+
+        def add_pieces(chunk):
+            nonlocal group, last_word
+            pieces = tok.tokenize(chunk)
+            for i, piece in enumerate(pieces):
+                if not (i > 0 and piece.startswith("##")):
+                    group += 1
+                ids.append(tok.token_to_id(piece))
+                groups.append(group)
+            if pieces:
+                last_word = None
+
+        start = 0
+        for m in CJK.finditer(text):
+            pos = m.start()
+            if pos > start:
+                add_pieces(text[start:pos])
+            char = text[pos]
+            if char in tok.token_dict:
+                char_ids = [tok.token_dict[char]]
+            else:  # compatibility ideographs normalise to another character, or [UNK]
+                char_ids = tok.tokens_to_ids(tok.tokenize(char))
+            for token_id in char_ids:
+                if word_of[pos] != last_word:
+                    group += 1
+                ids.append(token_id)
+                groups.append(group)
+                last_word = word_of[pos]
+            start = pos + 1
+        if start < len(text):
+            add_pieces(text[start:])
+        return np.asarray(ids, dtype=np.int64), np.asarray(groups, dtype=np.int64)
+
+
+def import_jieba():
+    try:
+        import logging
+
+        import jieba
+    except ImportError:
+        raise FewShotError("--whole-word needs jieba for the word segmentation; `pip install jieba`") from None
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+
+class BlockStream:
+    """Endless stream of packed blocks `[CLS] d1 [SEP] d2 [SEP] ...` of exactly `maxlen` tokens.
+
+    Documents are visited in a fresh seeded permutation each epoch; a document that does not fit
+    continues after the [CLS] of the next block. `state()` / `BlockStream(..., state=...)` save and
+    restore the position exactly (epoch, document, the unread rest of the current document).
+    """
+
+    def __init__(self, documents, doc_tokenizer, maxlen, seed=0, state=None):
+        self.documents = documents
+        self.doc_tokenizer = doc_tokenizer
+        self.maxlen = maxlen
+        self.seed = seed
+        tok = doc_tokenizer.tokenizer
+        self.cls_id, self.sep_id = tok.cls_id, tok.sep_id
+        state = state or {"epoch": 0, "position": 0, "carry_ids": [], "carry_groups": [], "next_group": 0}
+        self.epoch, self.position = state["epoch"], state["position"]
+        self.carry_ids = np.asarray(state["carry_ids"], dtype=np.int64)
+        self.carry_groups = np.asarray(state["carry_groups"], dtype=np.int64)
+        self.next_group = state["next_group"]
+        self._order_epoch, self._order = None, None
+        self._empty_run = 0
+
+    def state(self):
+        return {"epoch": self.epoch, "position": self.position, "carry_ids": self.carry_ids.tolist(),
+                "carry_groups": self.carry_groups.tolist(), "next_group": self.next_group}
+
+    def _order_for(self, epoch):
+        if self._order_epoch != epoch:
+            self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.documents))
+            self._order_epoch = epoch
+        return self._order
+
+    def _load_next_document(self):
+        while True:
+            if self.position >= len(self.documents):
+                self.epoch, self.position = self.epoch + 1, 0
+            doc = self.documents[self._order_for(self.epoch)[self.position]]
+            self.position += 1
+            ids, groups = self.doc_tokenizer(doc)
+            if len(ids):
+                break
+            self._empty_run += 1
+            if self._empty_run > len(self.documents):
+                raise FewShotError("no document of the corpus yields any token with this vocab.txt; pass a "
+                                   "Chinese corpus or the matching --vocab")
+        self._empty_run = 0
+        groups = np.where(groups >= 0, groups + self.next_group, -1)
+        if groups.max() >= 0:
+            self.next_group = int(groups.max()) + 1
+        self.carry_ids = np.concatenate([ids, [self.sep_id]])
+        self.carry_groups = np.concatenate([groups, [-1]])
+
+    def next_block(self):
+        """-> (ids [maxlen] int32, groups [maxlen] int64)."""
+        ids, groups, filled = [np.array([self.cls_id])], [np.array([-1])], 1
+        while filled < self.maxlen:
+            if not len(self.carry_ids):
+                self._load_next_document()
+            if filled == 1 and len(self.carry_ids) == 1:  # only the [SEP] of a document split at the boundary
+                self.carry_ids, self.carry_groups = self.carry_ids[1:], self.carry_groups[1:]
+                continue
+            take = min(self.maxlen - filled, len(self.carry_ids))
+            ids.append(self.carry_ids[:take])
+            groups.append(self.carry_groups[:take])
+            self.carry_ids, self.carry_groups = self.carry_ids[take:], self.carry_groups[take:]
+            filled += take
+        return np.concatenate(ids).astype(np.int32), np.concatenate(groups)
+
+
+class Masker:
+    """BERT masking of packed blocks: pick whole groups in random order until
+    `round(rate * candidates)` tokens (at most `max_predictions`) are chosen (a group that would
+    overshoot is skipped, as in Google's create_pretraining_data), then per chosen token 80% ->
+    [MASK], 10% -> a random ordinary vocabulary token, 10% unchanged."""
+
+    def __init__(self, tokenizer, rate=0.15, max_predictions=20, seed=0):
+        self.rate = rate
+        self.max_predictions = max_predictions
+        self.seed = seed
+        self.mask_id = tokenizer.mask_id
+        self.random_ids = np.array(sorted(i for t, i in tokenizer.token_dict.items()
+                                          if not (t in SPECIAL_TOKENS or re.fullmatch(r"\[unused\d+\]", t))))
+
+    def mask_block(self, ids, groups, rng):
+        """-> (masked ids, positions [P], labels [P], weights [P]); padded rows have weight 0."""
+        candidates = np.flatnonzero(groups >= 0)
+        P = self.max_predictions
+        positions = np.zeros(P, dtype=np.int32)
+        labels = np.zeros(P, dtype=np.int32)
+        weights = np.zeros(P, dtype=np.float32)
+        ids = ids.copy()
+        if not len(candidates):
+            return ids, positions, labels, weights
+        target = min(P, max(1, int(round(len(candidates) * self.rate))))
+        starts = np.flatnonzero(np.diff(groups[candidates], prepend=-2) != 0)  # groups are contiguous runs
+        words = np.split(candidates, starts[1:])
+        chosen, count = [], 0
+        for w in rng.permutation(len(words)):
+            if count >= target:
+                break
+            if count + len(words[w]) > target:
+                continue
+            chosen.append(words[w])
+            count += len(words[w])
+        chosen = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+        n = len(chosen)
+        positions[:n], labels[:n], weights[:n] = chosen, ids[chosen], 1.0
+        r = rng.random(n)
+        ids[chosen[r < 0.8]] = self.mask_id
+        randomised = chosen[(r >= 0.8) & (r < 0.9)]
+        ids[randomised] = rng.choice(self.random_ids, size=len(randomised))
+        return ids, positions, labels, weights
+
+    def mask_batch(self, ids, groups, step):
+        """[B, T] blocks -> (inputs dict, labels [B, P], weights [B, P]); the randomness is a function
+        of (seed, step) only, so a resumed run sees the same batches."""
+        rng = np.random.default_rng([self.seed, 1, step])
+        out = [self.mask_block(i, g, rng) for i, g in zip(ids, groups)]
+        token_ids, positions, labels, weights = (np.stack(x) for x in zip(*out))
+        inputs = {"token_ids": token_ids, "segment_ids": np.zeros_like(token_ids), "masked_positions": positions}
+        return inputs, labels, weights
+
+
+class MLMBatches(keras.utils.PyDataset):
+    """Batch `i` = the masked blocks of global step `start_step + i`. Blocks are produced in order
+    (any thread may ask for any index; a lock serialises the stream) and the stream state before
+    each batch is remembered, so a checkpoint can save exactly where the next step's data starts."""
+
+    KEEP = 64
+
+    def __init__(self, stream, masker, batch_size, start_step, num_steps, workers=1):
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
+        self.stream, self.masker, self.batch_size = stream, masker, batch_size
+        self.start_step, self.num_steps = start_step, num_steps
+        self._next = start_step
+        self._blocks, self._states = {}, {}
+        self._lock = threading.Lock()
+
+    def __len__(self):
+        return self.num_steps
+
+    def blocks(self, step):
+        with self._lock:
+            while self._next <= step:
+                self._states[self._next] = self.stream.state()
+                made = [self.stream.next_block() for _ in range(self.batch_size)]
+                self._blocks[self._next] = (np.stack([m[0] for m in made]), np.stack([m[1] for m in made]))
+                self._next += 1
+                for old in [k for k in self._blocks if k < self._next - self.KEEP]:
+                    del self._blocks[old]
+                    del self._states[old]
+            if step not in self._blocks:
+                raise RuntimeError(f"batch for step {step} was already dropped from the cache")
+            return self._blocks[step]
+
+    def __getitem__(self, index):
+        step = self.start_step + index
+        ids, groups = self.blocks(step)
+        inputs, labels, weights = self.masker.mask_batch(ids, groups, step)
+        return inputs, labels, weights
+
+    def stream_state_at(self, step):
+        """The stream position from which the batch of `step` is made."""
+        with self._lock:
+            if step == self._next:
+                return self.stream.state()
+            if step in self._states:
+                return self._states[step]
+        raise RuntimeError(f"no stream state kept for step {step}")
+
+
+# -- model, loss, schedule ---------------------------------------------------------------------
+
+@keras.saving.register_keras_serializable(package="few_shot")
+class MaskedLMPretrainer(keras.Model):
+    """{token_ids, segment_ids, masked_positions [B, P]} -> logits [B, P, vocab] at the masked
+    positions only (gathered before the vocabulary projection, as BERT's pretraining does)."""
+
+    def __init__(self, bert, **kwargs):
+        super().__init__(**kwargs)
+        self.bert = bert
+        self.batch_loss = LastValue(name="batch_loss")
+
+    def compute_loss(self, *args, **kwargs):
+        """The compiled loss, also kept as this step's `batch_loss` log (no second cross-entropy)."""
+        loss = super().compute_loss(*args, **kwargs)
+        self.batch_loss.update_state(loss)
+        return loss
+
+    def call(self, inputs, training=False):
+        token_ids, segment_ids = split_inputs(inputs)
+        positions = ops.cast(inputs["masked_positions"], "int32")
+        hidden = self.bert.encode(token_ids, segment_ids, training=training)
+        batch, length = ops.shape(hidden)[0], ops.shape(hidden)[1]
+        flat = ops.reshape(hidden, (-1, self.bert.hidden_size))
+        index = positions + ops.arange(batch, dtype="int32")[:, None] * length
+        gathered = ops.reshape(ops.take(flat, ops.reshape(index, (-1,)), axis=0),
+                               (batch, ops.shape(positions)[1], self.bert.hidden_size))
+        return self.bert.mlm_logits(gathered)
+
+
+@keras.saving.register_keras_serializable(package="few_shot")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to `peak` over `warmup_steps` (the first update already uses peak/warmup),
+    then linear decay to 0 at `total_steps`."""
+
+    def __init__(self, peak, warmup_steps, total_steps):
+        self.peak, self.warmup_steps, self.total_steps = float(peak), int(warmup_steps), int(total_steps)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warm = (step + 1.0) / float(max(1, self.warmup_steps))
+        decay = (float(self.total_steps) - step) / float(max(1, self.total_steps - self.warmup_steps))
+        return self.peak * ops.maximum(0.0, ops.minimum(warm, decay))
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
+
+
+class LastValue(keras.metrics.Metric):
+    """Holds the last value given to `update_state` (Keras' own `loss` log is a running mean).
+    Summed over replicas on read, which suits a loss already divided by the replica count."""
+
+    def __init__(self, name="batch_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.value = self.add_variable((), "zeros", name="value")
+
+    def update_state(self, value):
+        self.value.assign(ops.cast(value, self.value.dtype))
+
+    def result(self):
+        return ops.convert_to_tensor(self.value)
+
+
+def make_optimizer(c, total_steps):
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=WarmupLinearDecay(c.lr, c.warmup_steps, total_steps), weight_decay=c.weight_decay,
+        beta_1=0.9, beta_2=0.999, epsilon=1e-6, global_clipnorm=c.clip_norm or None)
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])  # as BERT: no decay on LN / biases
+    return optimizer
+
+
+def make_strategy():
+    """MirroredStrategy over all local GPUs (else the CPU) under TensorFlow; None otherwise."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+    return tf.distribute.MirroredStrategy()
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+def save_checkpoint(folder, bert, tokenizer, optimizer, state):
+    """Atomically (write .tmp, then rename) write an HF folder + optimizer.npz + state.json."""
+    tmp, old = folder + ".tmp", folder + ".old"
+    for path in (tmp, old):
+        if os.path.exists(path):
+            shutil.rmtree(path)
+    ckpt.export_hf(bert, tokenizer.vocab_path, tmp)
+    arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)}
+    np.savez(os.path.join(tmp, OPTIMIZER_FILE), **arrays)
+    state = dict(state, optimizer_variables=[v.path for v in optimizer.variables])
+    with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
+        json.dump(state, f)
+    if os.path.exists(folder):
+        os.rename(folder, old)
+    os.rename(tmp, folder)
+    if os.path.exists(old):
+        shutil.rmtree(old)
+
+
+def read_state(folder):
+    return ckpt.read_json(os.path.join(folder, CHECKPOINT_DIR, STATE_FILE))
+
+
+def restore_optimizer(optimizer, folder):
+    path = os.path.join(folder, OPTIMIZER_FILE)
+    try:
+        with np.load(path) as data:
+            arrays = [data[f"v{i}"] for i in range(len(data.files))]
+    except (OSError, ValueError, KeyError) as e:
+        raise FewShotError(f"{path}: cannot be read ({e}); the checkpoint is incomplete, start a new run") from None
+    variables = optimizer.variables
+    if len(arrays) != len(variables) or any(tuple(a.shape) != tuple(v.shape) for a, v in zip(arrays, variables)):
+        raise FewShotError(f"{path}: optimizer state does not match the model ({len(arrays)} arrays for "
+                           f"{len(variables)} variables); the checkpoint is from another run, start a new one")
+    for a, v in zip(arrays, variables):
+        v.assign(a.astype(v.dtype))
+
+
+def export_google(bert, vocab_path, folder):
+    """`checkpoints.export_google`, tolerating its reading of Keras variables inside `tf.Graph()`
+    (eager-only `numpy()` fails there with TF 2.21): on that error the values are read first and
+    handed over through `checkpoints.keras_to_numpy`."""
+    try:
+        return ckpt.export_google(bert, vocab_path, folder)
+    except NotImplementedError:
+        from unittest import mock
+        values = {id(v): np.asarray(keras.ops.convert_to_numpy(v)) for _, _, v, _ in ckpt.weight_table(bert)}
+        with mock.patch.object(ckpt, "keras_to_numpy", lambda v: values[id(v)]):
+            return ckpt.export_google(bert, vocab_path, folder)
+
+
+# -- probe --------------------------------------------------------------------------------------
+
+def zero_shot_probe(bert, tokenizer, rows, maxlen, batch_size=64):
+    """Accuracy of `[MASK]满意。{text}` with 很 (1) vs 不 (0) at the mask, read with `mlm_logits`."""
+    label_ids = [tokenizer.token_to_id(PROBE_WORDS[0]), tokenizer.token_to_id(PROBE_WORDS[1])]
+    encoded = [tokenizer.encode(PROBE_PATTERN.replace("{text}", text), maxlen=maxlen)[0] for text, _ in rows]
+    fn = inference_function(lambda t, s: bert.mlm_logits(bert.encode(t, s)[:, 1], label_ids=label_ids))
+    order = np.argsort([len(e) for e in encoded], kind="stable")
+    predictions = np.zeros(len(rows), dtype=np.int64)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        t = pad_batch([encoded[i] for i in chunk], tokenizer.pad_id)
+        scores = keras.ops.convert_to_numpy(fn(t, np.zeros_like(t)))
+        predictions[chunk] = np.argmax(scores, axis=-1)
+    labels = np.array([label for _, label in rows])
+    return {"accuracy": float(np.mean(predictions == labels)), "rows": len(rows),
+            "predicted_1": float(np.mean(predictions == 1))}
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+def _check_vocab_file(vocab_path, tokenizer, source):
+    theirs = load_vocab(vocab_path)
+    if theirs == tokenizer.token_dict:
+        return
+    if len(theirs) != len(tokenizer.token_dict):
+        raise FewShotError(f"--vocab {vocab_path} has {len(theirs)} tokens but {source} uses {tokenizer.vocab_size}; "
+                           f"the checkpoint fixes the vocabulary: drop --vocab")
+    mine = sorted(tokenizer.token_dict.items(), key=lambda kv: kv[1])
+    for (token, i), other in zip(mine, sorted(theirs.items(), key=lambda kv: kv[1])):
+        if token != other[0]:
+            raise FewShotError(f"--vocab {vocab_path} differs from {source}'s vocabulary at line {i + 1} "
+                               f"({other[0]!r} vs {token!r}); the checkpoint fixes the vocabulary: drop --vocab")
+
+
+def _check_init_architecture(c, bert, source):
+    for key, attr in ARCH_FLAGS.items():
+        value = getattr(c, key)
+        if value is not None and value != getattr(bert, attr):
+            raise FewShotError(f"{_flag(key)} {value} conflicts with --init-from {source} ({attr}="
+                               f"{getattr(bert, attr)}); the checkpoint fixes the architecture: drop {_flag(key)}")
+
+
+def build_model(c, resume_folder=None):
+    """-> (bert, tokenizer). Must run inside the strategy scope (variables are created here)."""
+    if resume_folder is not None:
+        pretrained = load_mlm(resume_folder)
+        return pretrained.model, pretrained.tokenizer
+    if c.init_from is not None:
+        pretrained = load_mlm(c.init_from)
+        bert, tokenizer = pretrained.model, pretrained.tokenizer
+        _check_init_architecture(c, bert, c.init_from)
+        if c.vocab is not None:
+            _check_vocab_file(c.vocab, tokenizer, c.init_from)
+        if c.maxlen > bert.max_position:
+            raise FewShotError(f"--maxlen {c.maxlen} exceeds the {bert.max_position} positions of --init-from "
+                               f"{c.init_from}; use --maxlen {bert.max_position} or less")
+        return bert, tokenizer
+    tokenizer = Tokenizer(c.vocab or os.path.join(DEFAULT_MODEL, ckpt.VOCAB))
+    bert = BertMaskedLM(vocab_size=tokenizer.vocab_size, hidden_size=c.hidden, num_layers=c.layers,
+                        num_heads=c.heads, intermediate_size=c.intermediate, max_position=c.max_position,
+                        pad_id=tokenizer.pad_id)
+    return bert, tokenizer
+
+
+class _Trainer(keras.callbacks.Callback):
+    """Progress bar, per-step loss, periodic checkpoints (+ probe) and the JSON log."""
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+        self.bar = None
+
+    def on_train_begin(self, logs=None):
+        r = self.run
+        if r.config.progress:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=r.config.steps, initial=r.start_step, unit="step", dynamic_ncols=True,
+                            mininterval=0.5, file=sys.stderr, desc="pretrain")
+        r.t_first_end = r.t_last_end = None
+        r.pause_s = r.pause_at_last_end = 0.0
+        r.t_begin = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        r = self.run
+        step = r.start_step + batch + 1
+        loss = float(logs["batch_loss"])
+        r.losses.append(loss)
+        now = time.perf_counter()
+        if r.t_first_end is None:
+            r.t_first_end = now
+        r.t_last_end, r.pause_at_last_end = now, r.pause_s
+        r.steps_done = step - r.start_step
+        tokens_per_s = r.tokens_per_second()
+        if self.bar is not None:
+            smooth = float(np.mean(r.losses[-20:]))
+            self.bar.set_postfix_str(f"loss={loss:.3f} (avg20 {smooth:.3f}) tok/s={tokens_per_s:,.0f}", refresh=False)
+            self.bar.update(1)
+        if not math.isfinite(loss):
+            self.model.stop_training = True
+            r.diverged = step
+            return
+        if step % r.config.save_every == 0 or step == r.config.steps:
+            t0 = time.perf_counter()
+            r.checkpoint(step)
+            r.pause_s += time.perf_counter() - t0  # checkpoints (and probes) are not training time
+
+    def on_train_end(self, logs=None):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class PretrainingRun:
+    """One invocation: validates everything (arguments, output folder, corpus, probe file) before
+    touching the output folder or building a model; `run()` trains, checkpoints and exports."""
+
+    def __init__(self, config):
+        self.t_start = time.perf_counter()
+        check_output(config)
+        self.saved = read_state(config.output) if config.resume else None
+        self.config = resolve(config, self.saved["config"] if self.saved else None)
+        check_config(self.config)
+        c = self.config
+        self.ckpt_folder = os.path.join(c.output, CHECKPOINT_DIR)
+        self.documents, self.corpus_info = read_corpus(c.corpus, c.on_bad_line)
+        if self.saved and self.saved["documents"] != len(self.documents):
+            raise FewShotError(f"the corpus has {len(self.documents)} documents but the checkpoint was trained on "
+                               f"{self.saved['documents']}; pass the same --corpus files to --resume")
+        self.probe_rows = read_probe(c.probe, c.probe_limit) if c.probe else None
+        if c.whole_word:
+            import_jieba()
+        self.start_step = self.saved["step"] if self.saved else 0
+        self.losses = list(self.saved["losses"]) if self.saved else []
+        history = self.saved.get("history", {}) if self.saved else {}
+        self.checkpoints = list(history.get("checkpoints", []))
+        self.previous_runs = list(history.get("runs", []))
+        self.steps_done, self.diverged, self.t_first_end, self.t_begin = 0, None, None, None
+        self.t_last_end, self.pause_s, self.pause_at_last_end = None, 0.0, 0.0
+        self.tokens_per_step = c.batch_size * c.maxlen
+        self.strategy_name = None
+
+    def say(self, message):
+        if self.config.progress:
+            from tqdm.auto import tqdm
+            tqdm.write(message, file=sys.stderr)
+
+    def elapsed(self):
+        return round(time.perf_counter() - self.t_start, 3)
+
+    def tokens_per_second(self):
+        """Steady rate up to the end of the latest step, from the end of this run's first step (which
+        includes tracing/compilation), not counting the time spent writing checkpoints."""
+        now, pause = self.t_last_end, self.pause_at_last_end
+        if self.steps_done > 1 and now - pause > self.t_first_end:
+            return (self.steps_done - 1) * self.tokens_per_step / (now - pause - self.t_first_end)
+        if self.steps_done and now > self.t_begin:
+            return self.steps_done * self.tokens_per_step / (now - self.t_begin)
+        return 0.0
+
+    def this_run(self, end_step):
+        train_s = time.perf_counter() - self.t_begin if self.t_begin else 0.0
+        return {"start_step": self.start_step, "end_step": end_step, "wall_time_s": self.elapsed(),
+                "train_time_s": round(train_s, 3), "tokens_per_second": round(self.tokens_per_second(), 1),
+                "tokens_per_second_overall": round(self.steps_done * self.tokens_per_step / train_s, 1)
+                if train_s else 0.0, "backend": keras.backend.backend(), "strategy": self.strategy_name}
+
+    def history(self, end_step):
+        return {"checkpoints": self.checkpoints, "runs": self.previous_runs + [self.this_run(end_step)]}
+
+    def write_log(self, step, exports=None):
+        history = self.history(step)
+        run = history["runs"][-1]
+        log = {"steps": step, "loss": self.losses, "tokens_per_step": self.tokens_per_step,
+               "tokens_per_second": run["tokens_per_second"], "wall_time_s": run["wall_time_s"],
+               "train_time_s": run["train_time_s"], "backend": run["backend"], "strategy": run["strategy"],
+               "config": dataclasses.asdict(self.config), "model": self.bert.bert_config(),
+               "corpus": self.corpus_info, **history}
+        if self.diverged:
+            log["diverged_at_step"] = self.diverged
+        if exports is not None:
+            log["exports"] = exports
+        path = os.path.join(self.config.output, LOG_FILE)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(log, f, indent=1)
+        os.replace(path + ".tmp", path)
+        return log
+
+    def checkpoint(self, step):
+        entry = {"step": step, "loss_avg20": float(np.mean(self.losses[-20:])), "time_s": self.elapsed()}
+        if self.probe_rows:
+            entry["probe"] = zero_shot_probe(self.bert, self.tokenizer, self.probe_rows, self.config.maxlen)
+            self.say(f"step {step}: zero-shot probe accuracy {entry['probe']['accuracy']:.4f} on "
+                     f"{entry['probe']['rows']} rows ({entry['probe']['predicted_1']:.0%} predicted 很)")
+        self.checkpoints.append(entry)
+        state = {"step": step, "optimizer_iterations": int(keras.ops.convert_to_numpy(self.optimizer.iterations)),
+                 "stream": self.batches.stream_state_at(step), "losses": self.losses,
+                 "documents": len(self.documents), "config": dataclasses.asdict(self.config),
+                 "history": self.history(step)}
+        save_checkpoint(self.ckpt_folder, self.bert, self.tokenizer, self.optimizer, state)
+        self.write_log(step)
+
+    def run(self):
+        c = self.config
+        prepare_output(c)
+        keras.utils.set_random_seed(c.seed + self.start_step)
+        strategy = make_strategy()
+        if strategy is not None:
+            n = strategy.num_replicas_in_sync
+            self.strategy_name = f"MirroredStrategy ({n} replica{'s' if n > 1 else ''}: " \
+                                 f"{', '.join(strategy.extended.worker_devices)})"
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            self.bert, self.tokenizer = build_model(c, self.ckpt_folder if self.saved else None)
+            missing = [w for w in PROBE_WORDS.values() if w not in self.tokenizer.token_dict]
+            if self.probe_rows and missing:
+                raise FewShotError(f"--probe needs the label words {'/'.join(missing)} in the vocabulary; use a "
+                                   f"Chinese BERT vocab.txt or drop --probe")
+            self.model = MaskedLMPretrainer(self.bert)
+            self.optimizer = make_optimizer(c, c.steps)
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
+            self.model.compile(optimizer=self.optimizer, loss=loss)
+            self.optimizer.build(self.model.trainable_variables)
+            if self.saved:
+                restore_optimizer(self.optimizer, self.ckpt_folder)
+        iterations = int(keras.ops.convert_to_numpy(self.optimizer.iterations))
+        if iterations != self.start_step:
+            raise FewShotError(f"{self.ckpt_folder}: the optimizer is at step {iterations} but the checkpoint says "
+                               f"{self.start_step}; the checkpoint is inconsistent, start a new run")
+        stream = BlockStream(self.documents, DocumentTokenizer(self.tokenizer, c.whole_word), c.maxlen, c.seed,
+                             state=self.saved["stream"] if self.saved else None)
+        masker = Masker(self.tokenizer, c.mask_rate, c.max_predictions, c.seed)
+        remaining = max(0, c.steps - self.start_step)
+        self.batches = MLMBatches(stream, masker, c.batch_size, self.start_step, remaining,
+                                  workers=1 if keras.backend.backend() == "tensorflow" else 2)
+        b = self.bert
+        origin = (f"resuming at step {self.start_step}" if self.saved
+                  else f"continuing {c.init_from}" if c.init_from else "from scratch")
+        self.say(f"pretraining {origin}: {b.num_layers} layers, hidden {b.hidden_size}, {b.num_heads} heads, vocab "
+                 f"{b.vocab_size}; {len(self.documents)} documents -> blocks of {c.maxlen}, batch {c.batch_size}, "
+                 f"{'whole-word' if c.whole_word else 'token'} masking; steps {self.start_step}->{c.steps}; "
+                 f"backend {keras.backend.backend()}" + (f", {self.strategy_name}" if self.strategy_name else ""))
+        if remaining:
+            self.model.fit(self.batches, epochs=1, verbose=0, callbacks=[_Trainer(self)])
+        else:
+            self.say(f"the checkpoint is at step {self.start_step} >= --steps {c.steps}: nothing to train, exporting")
+        end_step = self.start_step + self.steps_done
+        if self.diverged:
+            self.write_log(end_step)
+            raise FewShotError(f"the loss became {self.losses[-1]} at step {self.diverged}; lower --lr (now {c.lr}) "
+                               f"or raise --warmup-steps, and --resume from the last good checkpoint or --overwrite")
+        return self.export(end_step)
+
+    def export(self, end_step):
+        out = self.config.output
+        exports = {"hf": os.path.join(out, HF_DIR), "google": os.path.join(out, GOOGLE_DIR)}
+        for path in exports.values():
+            if os.path.exists(path):
+                shutil.rmtree(path)
+        ckpt.export_hf(self.bert, self.tokenizer.vocab_path, exports["hf"])
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            exports["google"] = None
+            exports["google_skipped"] = ("TensorFlow is not installed, so no Google/bert4keras checkpoint was "
+                                         "written; install tensorflow and export DIR/hf with "
+                                         "few_shot.checkpoints.export_google")
+            self.say(f"skipping {os.path.join(out, GOOGLE_DIR)}: {exports['google_skipped']}")
+        else:
+            export_google(self.bert, self.tokenizer.vocab_path, exports["google"])
+        log = self.write_log(end_step, exports)
+        self.say(f"done: step {end_step}, loss {np.mean(self.losses[-20:]) if self.losses else float('nan'):.3f} "
+                 f"(mean of last 20), {log['tokens_per_second']:,.0f} tokens/s; wrote {exports['hf']}"
+                 + (f", {exports['google']}" if exports["google"] else "") + f", {os.path.join(out, LOG_FILE)}")
+        return log
+
+
+def run_pretraining(config):
+    """Pretrain as `config` says; -> the dict written to DIR/pretrain_log.json. Raises FewShotError
+    for bad input (before any training where it can)."""
+    return PretrainingRun(config).run()

@@ -1,0 +1,42 @@
+"""Install with `pip install -e .` (add `[test]` for the test oracles: transformers + CPU torch)."""
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_version():
+    # Parsed, not imported: importing few_shot would import TensorFlow/Keras before they are installed.
+    with open(os.path.join(HERE, "few_shot", "__init__.py"), encoding="utf-8") as f:
+        match = re.search(r"""^__version__\s*=\s*['"]([^'"]+)['"]""", f.read(), re.M)
+    if not match:
+        raise RuntimeError("few_shot/__init__.py has no __version__ = '...' line")
+    return match.group(1)
+
+
+setup(
+    name="few_shot",
+    version=read_version(),
+    description="Few-shot Chinese text classification with prompts (P-tuning) on a frozen BERT masked-LM",
+    packages=find_packages(exclude=["tests", "tests.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<3.16",
+        "keras-hub>=0.32,<0.33",
+        "safetensors",
+        "jieba",
+        "numpy",
+        "scikit-learn",
+        "tqdm",
+        "matplotlib",
+        "huggingface_hub",
+    ],
+    extras_require={
+        # torch is pinned exactly: a local CPU wheel of that version is on the build machines, and
+        # a range would let pip fetch a multi-GB CUDA build instead.
+        "test": ["pytest", "transformers", "torch==2.13.0"],
+    },
+)
