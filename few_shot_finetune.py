@@ -12,7 +12,7 @@ from few_shot.ptuning import PtuningModel
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, lr=2e-5)
+    add_common_args(parser, lr=1e-4)
     parser.add_argument("--trainable-layers", type=int, default=None,
                         help="train only the last N encoder layers plus the MLM head (default: everything)")
     args = parser.parse_args()

@@ -108,7 +108,7 @@ def run_training(args, name, build_model):
     train, valid, test = load_splits(args, verbalizer)
     from few_shot import semi
     semi.check_semi_args(args)
-    unlabeled = semi.unlabeled_texts(args, train)
+    unlabeled, unlabeled_source = semi.unlabeled_texts(args, train)
     output = args.output or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     keras.utils.set_random_seed(args.seed)
     strategy = make_strategy(args.strategy)
@@ -136,10 +136,11 @@ def run_training(args, name, build_model):
           f"pattern {pattern.template!r}; verbalizer {verbalizer.mapping}")
     if unlabeled:
         print(f"semi-supervised: + {args.mlm_weight} x MLM loss on {len(unlabeled)} unlabelled texts "
-              f"({args.unlabeled or 'the rest of the train split'}), {semi.MASK_RATE:.0%} of text tokens masked")
+              f"({unlabeled_source}), {semi.MASK_RATE:.0%} of text tokens masked")
     print(f"trainable parameters: {trainable:,} of {count_params(model.weights):,}")
     summary = {"config": {k: v for k, v in vars(args).items()}, "seed": args.seed, "trainable_params": trainable,
                "train_rows": len(train), "unlabeled_rows": len(unlabeled or ()),
+               "unlabeled_source": unlabeled_source,
                "model": args.model or "models/zh-bert-mini"}
     logger = EpochLogger(Scorer(model, args.eval_batch_size), valid_set, test_set, output, summary)
     steps = max(1, -(-len(train) * args.passes_per_epoch // args.batch_size))

@@ -32,7 +32,7 @@ class PtuningModel(keras.Model):
     """
 
     def __init__(self, backbone, label_token_ids, prompt_token_ids=(), encoder="lstm", init="unused",
-                 objective="vocab", train_backbone=False, trainable_layers=None, seed=0,
+                 objective="label", train_backbone=False, trainable_layers=None, seed=0,
                  pattern=None, verbalizer=None, maxlen=128, **kwargs):
         super().__init__(**kwargs)
         if isinstance(backbone, dict):

@@ -27,6 +27,7 @@ from few_shot.training import training_batches
 
 MASK_RATE = 0.15
 MLM_KEYS = ("mlm_token_ids", "mlm_positions", "mlm_labels", "mlm_weights")
+FEWCLUE_UNLABELED = ("unlabeled.json", "unlabeled_data.json")
 
 
 # -- unlabelled texts ---------------------------------------------------------------------------
@@ -75,26 +76,31 @@ def unlabeled_remainder(all_train, labelled):
 
 
 def unlabeled_texts(args, labelled):
-    """`--unlabeled FILE`, else (with `--semi`) the unlabelled remainder of the train split; None
-    when neither is given. FewCLUE: the rest of train_few_all (the pool the folds are drawn from)."""
-    if getattr(args, "unlabeled", None):
-        texts = read_unlabeled(args.unlabeled, args.text_field)
-    elif getattr(args, "semi", False):
-        from few_shot import datasets
+    """-> (texts, where they come from), or (None, None) without `--semi`/`--unlabeled`. The texts
+    are `--unlabeled FILE`, else FewCLUE's unlabeled.json / unlabeled_data.json (with
+    `--fewclue-fold`), else the train rows not among the `labelled` ones (for FewCLUE: the rest of
+    train_few_all, the pool the folds are drawn from)."""
+    from few_shot import datasets
+    if not (args.unlabeled or args.semi):
+        return None, None
+    path = args.unlabeled
+    if path is None and args.fewclue_fold is not None:
+        path = next((p for p in (os.path.join(args.data, n) for n in FEWCLUE_UNLABELED) if os.path.isfile(p)), None)
+    if path is not None:
+        texts, source = read_unlabeled(path, args.text_field), path
+    else:
         if args.fewclue_fold is not None:
-            path = os.path.join(args.data, "train_few_all.json")
-            pool = datasets.read_examples(path, args.text_field, args.label_field) if os.path.isfile(path) else []
+            pool_path = os.path.join(args.data, "train_few_all.json")
+            pool = datasets.read_examples(pool_path, args.text_field, args.label_field) \
+                if os.path.isfile(pool_path) else []
         else:
             pool = datasets.read_examples(datasets.find_split(args.data, "train"), args.text_field,
                                           args.label_field)
-        texts = unlabeled_remainder(pool, labelled)
+        texts, source = unlabeled_remainder(pool, labelled), "the rest of the train split"
         if not texts:
             raise FewShotError(f"--semi: the train split of {args.data} has no rows beyond the {len(labelled)} "
                                f"labelled ones; pass --unlabeled FILE with unlabelled texts")
-    else:
-        return None
-    limit = getattr(args, "max_unlabeled", None)
-    return texts[:limit] if limit else texts
+    return (texts[:args.max_unlabeled] if args.max_unlabeled else texts), source
 
 
 class UnlabeledSet:

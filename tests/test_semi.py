@@ -1,5 +1,6 @@
 """Semi-supervised training (--semi / --unlabeled): unlabelled reading, text-only masking, the
 extra MLM loss (value and effect on the trained weights), and both scripts end to end."""
+import argparse
 import json
 import os
 import subprocess
@@ -16,7 +17,8 @@ from few_shot.errors import FewShotError  # noqa: E402
 from few_shot.pattern import PTUNING_PATTERN, Pattern, Verbalizer  # noqa: E402
 from few_shot.ptuning import PtuningModel  # noqa: E402
 from few_shot.semi import (  # noqa: E402
-    SemiSupervisedModel, UnlabeledSet, masked_lm_loss, read_unlabeled, semi_batches, unlabeled_remainder)
+    SemiSupervisedModel, UnlabeledSet, masked_lm_loss, read_unlabeled, semi_batches, unlabeled_remainder,
+    unlabeled_texts)
 from few_shot.training import EncodedSet  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,6 +62,27 @@ def test_read_unlabeled_plain_tsv_and_json_lines(tmp_path):
                                                               ensure_ascii=False) + "\n", encoding="utf-8")
     assert read_unlabeled(str(path)) == ["第一条", "第二条", "第三条"]
     assert unlabeled_remainder([("a", "1"), ("b", "0"), ("c", "1")], [("b", "0")]) == ["a", "c"]
+
+
+def test_where_the_unlabeled_texts_come_from(tmp_path):
+    def args(**kw):
+        base = dict(unlabeled=None, semi=False, fewclue_fold=None, data=str(tmp_path), text_field=None,
+                    label_field=None, max_unlabeled=None)
+        return argparse.Namespace(**{**base, **kw})
+
+    def jsonl(name, rows):
+        (tmp_path / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+
+    jsonl("train_few_all.json", [{"sentence": t, "label": "1"} for t in ("甲", "乙", "丙")])
+    assert unlabeled_texts(args(), [("甲", "1")]) == (None, None)
+    assert unlabeled_texts(args(semi=True, fewclue_fold="0"), [("甲", "1")]) == (
+        ["乙", "丙"], "the rest of the train split")
+    jsonl("unlabeled.json", [{"sentence": t} for t in ("子", "丑", "寅")])
+    assert unlabeled_texts(args(semi=True, fewclue_fold="0", max_unlabeled=2), []) == (
+        ["子", "丑"], str(tmp_path / "unlabeled.json"))
+    own = tmp_path / "own.txt"
+    own.write_text("卯\n", encoding="utf-8")
+    assert unlabeled_texts(args(unlabeled=str(own), fewclue_fold="0"), []) == (["卯"], str(own))
 
 
 @pytest.mark.parametrize("content, needle", [(b"", "no texts"), (b"\xff\xfe\xb2\n", "not UTF-8")])
