@@ -6,13 +6,13 @@
 """
 import argparse
 
-from few_shot.cli import add_common_args, run_training, user_errors
+from few_shot.cli import DEFAULT_LR, add_common_args, run_training, user_errors
 from few_shot.ptuning import PtuningModel
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, lr=1e-4)
+    add_common_args(parser, lr=DEFAULT_LR["finetune"])
     parser.add_argument("--trainable-layers", type=int, default=None,
                         help="train only the last N encoder layers plus the MLM head (default: everything)")
     args = parser.parse_args()

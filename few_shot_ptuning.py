@@ -5,16 +5,18 @@
     python few_shot_ptuning.py --k 32 --semi            # + MLM loss on the unlabelled rest of train (PET)
     python few_shot_ptuning.py --zero-shot              # hand-written pattern, no training
     python few_shot_ptuning.py --predict runs/ptuning-... "这家酒店很好"
+    python few_shot_ptuning.py --predict runs/ptuning-.../prompt.safetensors "这家酒店很好"   # portable prompt
+    python few_shot_ptuning.py --data ../shared/data/fewclue_tnews --fewclue-fold 0 --verbalizer tnews
 """
 import argparse
 
-from few_shot.cli import add_common_args, predict_command, run_training, user_errors, zero_shot
+from few_shot.cli import DEFAULT_LR, add_common_args, predict_command, run_training, user_errors, zero_shot
 from few_shot.ptuning import INITS, PtuningModel
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, lr=1e-3)
+    add_common_args(parser, lr=DEFAULT_LR["ptuning"])
     parser.add_argument("--prompt-length", type=int, default=None,
                         help="number of soft-prompt tokens; builds [u1..uN][MASK]{text} (default: the pattern's 8)")
     parser.add_argument("--init", choices=INITS, default="unused", help="prompt initialisation")
@@ -22,12 +24,13 @@ def main():
                         help="prompt encoder: BiLSTM+MLP (P-tuning), MLP, none (prompt tuning)")
     parser.add_argument("--zero-shot", action="store_true", help="score the hand-written pattern, no training")
     parser.add_argument("--predict", nargs="+", metavar=("RUN_DIR", "TEXT"),
-                        help="label texts with a trained run: --predict RUN_DIR TEXT [TEXT ...]")
+                        help="label texts with a trained run: --predict RUN_DIR TEXT [TEXT ...] (RUN_DIR may "
+                             "also be a portable prompt.safetensors; its MLM is --model or the one it names)")
     args = parser.parse_args()
 
     with user_errors():
         if args.predict:
-            return predict_command(args.predict[0], args.predict[1:])
+            return predict_command(args.predict[0], args.predict[1:], args.model)
         if args.zero_shot:
             return zero_shot(args)
         if args.prompt_length is not None:

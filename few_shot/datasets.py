@@ -201,7 +201,9 @@ def stratified_sample(rows, k, seed):
     while remaining:
         open_labels = [label for label in labels if quota[label] < len(pools[label])]
         share, extra = divmod(remaining, len(open_labels))
-        extra_labels = set(rng.permutation(open_labels)[:extra])
+        # the extras go to the labels with the fewest rows so far (random among ties), so labels
+        # that filled up earlier cannot leave the rest unbalanced
+        extra_labels = set(sorted(rng.permutation(open_labels), key=quota.get)[:extra])
         for label in open_labels:
             take = min(share + (label in extra_labels), len(pools[label]) - quota[label])
             quota[label] += take

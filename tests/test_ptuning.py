@@ -148,14 +148,22 @@ def test_multi_mask_score_is_the_sum_of_slot_log_probs():
     label_ids = v.token_ids(tok)
     assert [len(i) for i in label_ids] == [2, 2]
     p = Pattern("[u1][u2][MASK]新闻：{text}".replace("新闻：", "的"))
-    model = PtuningModel(tiny_bert(), label_ids, tok.tokens_to_ids(p.prompt_tokens), encoder="none")
+    bert = tiny_bert()
     data = EncodedSet([("这家酒店", "sports")], tok, p, v, 32, label_ids)
     x, _ = data.batch(np.arange(1))
     assert x["mask_positions"].tolist() == [[3, 4]]
+    # objective="vocab": a label's training score is the sum of its slots' full-vocabulary log-probs
+    model = PtuningModel(bert, label_ids, tok.tokens_to_ids(p.prompt_tokens), encoder="none", objective="vocab")
     scores = model(x, training=True).numpy()[0]
-    logp = keras.ops.convert_to_numpy(keras.ops.log_softmax(model.backbone(x), axis=-1))[0]
+    logits = keras.ops.convert_to_numpy(model.backbone(x))[0]
+    logp = keras.ops.convert_to_numpy(keras.ops.log_softmax(logits, axis=-1))
     for c, ids in enumerate(label_ids):
         assert scores[c] == pytest.approx(logp[3, ids[0]] + logp[4, ids[1]], abs=1e-4)
+    # objective="label" (default): the score is the sum of the slots' raw logits, softmaxed over labels
+    model = PtuningModel(bert, label_ids, tok.tokens_to_ids(p.prompt_tokens), encoder="none")
+    scores = model(x, training=True).numpy()[0]
+    for c, ids in enumerate(label_ids):
+        assert scores[c] == pytest.approx(logits[3, ids[0]] + logits[4, ids[1]], abs=1e-4)
 
 
 def test_keras_file_round_trip_and_use_inside_a_functional_model(tmp_path):

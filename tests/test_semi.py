@@ -35,7 +35,7 @@ def tiny_tokenizer():
     return Tokenizer({t: i for i, t in enumerate(VOCAB)})
 
 
-def build(train_backbone=False, seed=0):
+def build(train_backbone=False, seed=0, objective="label"):
     """A tiny dropout-free P-tuning (or finetune) model, identical for equal seeds."""
     keras.utils.set_random_seed(seed)
     bert = BertMaskedLM(vocab_size=len(VOCAB), hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
@@ -44,7 +44,7 @@ def build(train_backbone=False, seed=0):
     label_ids = verbalizer.token_ids(tok)
     prompt_ids = tok.tokens_to_ids(pattern.prompt_tokens)
     model = PtuningModel(bert, label_ids, prompt_ids, encoder=None if train_backbone else "mlp",
-                         train_backbone=train_backbone, seed=seed)
+                         train_backbone=train_backbone, seed=seed, objective=objective)
     return model, tok, pattern, verbalizer, label_ids
 
 
@@ -124,7 +124,7 @@ def test_only_text_tokens_are_masked_and_targets_are_the_originals():
 def test_mlm_loss_at_the_label_slot_is_the_vocab_objective():
     """The MLM loss of predicting label word c at the pattern's [MASK] slot equals -(the
     vocab-objective score of c): both read the same prompted hidden state and head."""
-    model, tok, pattern, verbalizer, label_ids = build()
+    model, tok, pattern, verbalizer, label_ids = build(objective="vocab")
     labelled = EncodedSet(ROWS, tok, pattern, verbalizer, 32, label_ids)
     inputs, _ = labelled.batch(np.arange(len(ROWS)))
     scores = keras.ops.convert_to_numpy(model(inputs, training=True))  # full-vocab log-probs [B, C]

@@ -1,0 +1,112 @@
+"""Portable prompts: a trained P-tuning prompt as one small file.
+
+The prompt encoder (BiLSTM/MLP over trainable rows) only ever produces one thing at inference:
+the [prompt_length, hidden] matrix that replaces the prompt tokens' embeddings. Folded into that
+matrix and saved with everything else a frozen MLM needs (pattern, verbalizer, prompt and label
+token ids, maxlen, which MLM), a prompt is a few KB instead of a model.keras that repeats the
+whole backbone:
+
+    save_portable_prompt(model, "prompt.safetensors", model_ref="models/zh-bert-mini")
+    model = load_portable_prompt("prompt.safetensors")           # PtuningModel, encoder="none"
+    portable_classifier("prompt.safetensors").predict(["这家酒店很好"])
+
+The file is safetensors: one tensor `prompt_embeddings` and the JSON metadata (under the
+`few_shot` key of the safetensors header metadata).
+"""
+import json
+import os
+
+import numpy as np
+
+from few_shot.errors import FewShotError
+
+FORMAT = "few_shot.portable_prompt/1"
+TENSOR = "prompt_embeddings"
+
+
+def fold_prompt(model):
+    """Run the prompt encoder once -> float32 numpy [prompt_length, hidden]."""
+    import keras
+    if model.prompt_encoder is None:
+        raise FewShotError("this model has no prompt encoder (zero-shot or full finetune); only P-tuning / "
+                           "prompt-tuning runs have a portable prompt")
+    return np.asarray(keras.ops.convert_to_numpy(model.prompt_embeddings(training=False)), dtype="float32")
+
+
+def save_portable_prompt(model, path, model_ref=None):
+    """Write the folded prompt and its metadata to `path` (a .safetensors file) -> path."""
+    from safetensors.numpy import save_file
+    matrix = fold_prompt(model)
+    meta = {"format": FORMAT, "pattern": model.pattern, "verbalizer": model.verbalizer,
+            "prompt_token_ids": model.prompt_token_ids, "label_token_ids": model.label_token_ids,
+            "maxlen": model.maxlen, "model": None if model_ref is None else str(model_ref),
+            "hidden_size": int(model.backbone.hidden_size), "vocab_size": int(model.backbone.vocab_size),
+            "trained_encoder": model.encoder, "init": model.init, "objective": model.objective}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_file({TENSOR: np.ascontiguousarray(matrix)}, path,
+              metadata={"format": FORMAT, "few_shot": json.dumps(meta, ensure_ascii=False)})
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # safetensors writes 0600 files; give it the usual permissions
+    return path
+
+
+def read_portable_prompt(path):
+    """-> (matrix [prompt_length, hidden], metadata dict)."""
+    from safetensors import safe_open
+    if not os.path.isfile(path):
+        raise FewShotError(f"{path}: no such file; pass the prompt.safetensors of a P-tuning run")
+    try:
+        with safe_open(path, framework="numpy") as f:
+            header = f.metadata() or {}
+            if header.get("format") != FORMAT or TENSOR not in f.keys():
+                raise FewShotError(f"{path}: not a few_shot portable prompt (no {FORMAT} metadata); pass the "
+                                   f"prompt.safetensors written by a P-tuning run")
+            matrix = f.get_tensor(TENSOR)
+    except FewShotError:
+        raise
+    except Exception as e:  # truncated or not safetensors at all
+        raise FewShotError(f"{path}: cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                           f"the file is truncated or not a prompt.safetensors") from None
+    return matrix, json.loads(header["few_shot"])
+
+
+def load_portable_prompt(path, mlm=None):
+    """Rebuild the trained model from a portable prompt: a PtuningModel with `encoder="none"` whose
+    prompt rows are the folded matrix. `mlm`: a loaded PretrainedMLM (or BertMaskedLM) to attach
+    the prompt to; default: load the MLM the file names."""
+    model, _ = _load(path, mlm)
+    return model
+
+
+def portable_classifier(path, mlm=None):
+    """A PromptClassifier over the portable prompt (mlm: PretrainedMLM, a model folder, or None)."""
+    from few_shot.classifier import PromptClassifier
+    model, tokenizer = _load(path, mlm)
+    if tokenizer is None:
+        raise FewShotError("portable_classifier needs a PretrainedMLM (with its tokenizer) or a model folder")
+    return PromptClassifier(model, tokenizer)
+
+
+def _load(path, mlm):
+    from few_shot.bert import BertMaskedLM
+    from few_shot.loading import load_mlm
+    from few_shot.ptuning import PtuningModel
+
+    matrix, meta = read_portable_prompt(path)
+    if mlm is None or isinstance(mlm, (str, os.PathLike)):
+        ref = mlm if mlm is not None else meta.get("model")
+        if mlm is None and ref is not None and not os.path.exists(ref):
+            raise FewShotError(f"{path}: its MLM {ref} is not here; pass the same model with --model")
+        mlm = load_mlm(ref)
+    backbone, tokenizer = (mlm, None) if isinstance(mlm, BertMaskedLM) else (mlm.model, mlm.tokenizer)
+    if (backbone.hidden_size, backbone.vocab_size) != (meta["hidden_size"], meta["vocab_size"]) \
+            or matrix.shape != (len(meta["prompt_token_ids"]), backbone.hidden_size):
+        raise FewShotError(f"{path}: the prompt was trained on an MLM with hidden size {meta['hidden_size']} and "
+                           f"vocab {meta['vocab_size']}, this one has {backbone.hidden_size} and "
+                           f"{backbone.vocab_size}; use the model the prompt names ({meta.get('model')})")
+    model = PtuningModel(backbone, meta["label_token_ids"], meta["prompt_token_ids"], encoder="none",
+                         init="unused", objective=meta.get("objective", "label"), pattern=meta["pattern"],
+                         verbalizer=meta["verbalizer"], maxlen=meta["maxlen"])
+    model.prompt_encoder.set_initial_embeddings(matrix)
+    return model, tokenizer

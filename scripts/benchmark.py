@@ -1,0 +1,803 @@
+#!/usr/bin/env python
+"""Speed and memory of few_shot's inference and training paths, against a naive Keras path and
+transformers, measured on this machine in one run on the same inputs.
+
+    python scripts/benchmark.py --quick --json runs/bench_quick.json     # ~2 min on 2 cores
+    python scripts/benchmark.py --json runs/bench.json                   # full test set, mini + base
+    python scripts/benchmark.py --models mini --rows 512 --repeats 2     # a middle ground
+
+Models: `mini` (the bundled models/zh-bert-mini, 4 layers, hidden 256), `base` (BERT-base shape,
+12 layers, hidden 768, random weights: transformers' BertForMaskedLM saved to a temporary folder
+and loaded from there by both sides), or a path to a HF BERT folder. Pattern
+[u1][u2][u3][u4][MASK][u5][u6][u7][u8]{text}, verbalizer 1:很,0:不, the main scripts' defaults.
+
+Stages (each in its own forked process, so peak memory and threads are per stage):
+  eval   label scores of the sentiment test rows (first --rows) by three paths:
+           fast         PtuningModel + training.Scorer: rows sorted by length, batches of 128 padded
+                        to their longest row, hidden states at [MASK] only dotted with the label
+                        words' rows; measured with XLA off and on, the faster one is reported
+           naive        the same MLM's full-vocabulary logits at every position
+                        (PretrainedMLM.predict_logits), rows padded to --maxlen, batches of 32,
+                        label columns read at [MASK]
+           transformers torch BertForMaskedLM, no_grad, batches of 32 padded to --maxlen, the same
+                        token ids, label columns at [MASK]
+         The p-tuning prompt (untrained, seeded) reaches naive and transformers folded into the
+         [unused1..8] rows of their embedding table (what serving it with a plain MLM means);
+         label scores must agree, so argmax equality is checked on every row.
+         samples/s = rows / seconds of the best of --repeats full passes, after warm-up batches.
+  train  train_on_batch samples/s, batch 32, dynamic padding: p-tuning (BiLSTM prompt encoder,
+         frozen MLM) against full finetune (encoder none, the MLM trains); warm-up steps excluded.
+  epoch  one p-tuning epoch (first 1% of train = 168 rows x --passes passes, then valid and test
+         accuracy), after warm-up: ours (training.training_dataset bucketed dynamic padding,
+         Scorer eval) against naive (every batch padded to --maxlen, full-vocabulary eval).
+Writes --json (ratios, raw timings, rows per stage, machine, command) and prints a markdown table.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+BASE_CONFIG = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+STAGES = ("eval", "train", "epoch")
+# --quick fits in ~2 minutes on 2 busy cores; the full defaults take ~1 hour there (minutes on a workstation)
+QUICK = dict(models="mini", rows=128, base_rows=32, repeats=2, train_steps=4, passes=2, epoch_eval_rows=64)
+FULL = dict(models="mini,base", rows=None, base_rows=256, repeats=3, train_steps=20, passes=50,
+            epoch_eval_rows=None)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small settings: " + ", ".join(f"{k}={v}" for k, v in
+                                                                                         QUICK.items()))
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    p.add_argument("--models", default=None, help="comma-separated: mini, base, or HF BERT folders (default "
+                                                  "mini,base; --quick: mini)")
+    p.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of eval,train,epoch")
+    p.add_argument("--base-stages", default="eval", help="stages run on the base model (default eval: its "
+                                                         "training on 2 CPU cores takes seconds per step)")
+    p.add_argument("--rows", type=int, default=None, help="eval: first N test rows (default all; --quick 128)")
+    p.add_argument("--base-rows", type=int, default=None, help="eval rows for the base model (default 256; "
+                                                               "--quick 32)")
+    p.add_argument("--repeats", type=int, default=None, help="timed eval passes, best one reported (3; --quick 2)")
+    p.add_argument("--train-steps", type=int, default=None, help="timed train steps per method (20; --quick 4)")
+    p.add_argument("--passes", type=int, default=None, help="epoch stage: passes over the 168 labelled rows "
+                                                            "(50, as the main scripts; --quick 2)")
+    p.add_argument("--epoch-eval-rows", type=int, default=None, help="epoch stage: first N valid and N test rows "
+                                                                     "(default all; --quick 64)")
+    p.add_argument("--maxlen", type=int, default=128)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads for TensorFlow and torch alike "
+                                                             "(default: the CPUs this process may use)")
+    p.add_argument("--isolation", choices=("fork", "none"), default=None,
+                   help="fork: each stage in a child forked before TensorFlow starts (default on Linux); "
+                        "none: in this process (memory numbers then overlap)")
+    p.add_argument("--data", default=None, help="sentiment-style data folder (default data/sentiment)")
+    return p
+
+
+# -- memory: peak resident set per stage ----------------------------------------------------------
+
+def _status_mb(key):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    if key == "VmHWM":
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return float("nan")
+
+
+def reset_peak_rss():
+    """Linux: restart the peak-RSS counter (VmHWM) from the current RSS; a forked child starts
+    with its own counter anyway, this makes in-process (--isolation none) numbers per stage."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+class MemoryMeter:
+    """with MemoryMeter() as m: ... -> m.result(): RSS at start, peak RSS, their difference (MB)."""
+
+    def __enter__(self):
+        reset_peak_rss()
+        self.start = _status_mb("VmRSS")
+        return self
+
+    def __exit__(self, *exc):
+        self.peak = _status_mb("VmHWM")
+        return False
+
+    def result(self):
+        return {"rss_start_mb": round(self.start, 1), "peak_rss_mb": round(self.peak, 1),
+                "peak_delta_mb": round(self.peak - self.start, 1)}
+
+
+# -- what every stage gets: one model, its encoded data, the main scripts' settings -------------
+
+class Bench:
+    """One model's inputs for the stages (plain attributes; forked children inherit them)."""
+
+    def __init__(self, name, model_dir, tokenizer, eval_set, train_set, valid_set, test_set, label_ids, prompt_ids,
+                 settings):
+        self.name, self.model_dir, self.tokenizer = name, model_dir, tokenizer
+        self.eval_set, self.train_set, self.valid_set, self.test_set = eval_set, train_set, valid_set, test_set
+        self.label_ids, self.prompt_ids = label_ids, prompt_ids
+        self.settings = settings  # dict: maxlen, seed, threads, repeats, train_steps, passes, ...
+
+
+def method_args(method, bench):
+    """The main script's own argparse defaults for `method` (lr, objective, batch sizes...)."""
+    from few_shot.experiments import method_args as parse
+    s = bench.settings
+    return parse(method, ["--seed", str(s["seed"]), "--maxlen", str(s["maxlen"]),
+                          "--passes-per-epoch", str(s["passes"])])
+
+
+def build_model(method, bench, mlm):
+    """PtuningModel exactly as few_shot_ptuning.py / few_shot_finetune.py build it."""
+    import keras
+
+    from few_shot.cli import make_verbalizer
+    from few_shot.experiments import builder
+    from few_shot.pattern import Pattern
+    args = method_args(method, bench)
+    keras.utils.set_random_seed(args.seed)
+    model = builder(method, args)(mlm, Pattern(args.pattern), make_verbalizer(args.verbalizer), bench.label_ids)
+    return model, args
+
+
+def setup_threads(threads):
+    """Same intra-op thread count for TensorFlow and torch; -> what each ended up with."""
+    import tensorflow as tf
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # --isolation none after TensorFlow started: keep what it has
+        pass
+    return {"tensorflow_intra_op": tf.config.threading.get_intra_op_parallelism_threads() or "default",
+            "tensorflow_inter_op": tf.config.threading.get_inter_op_parallelism_threads() or "default"}
+
+
+def timed_passes(run_pass, warmup, repeats):
+    """warmup() (tracing, excluded), then `repeats` timed run_pass() -> (last output, seconds list)."""
+    warmup()
+    seconds, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = run_pass()
+        seconds.append(time.perf_counter() - start)
+    return out, seconds
+
+
+def eval_record(bench, seconds, scores, batch_size, memory, **extra):
+    rows = len(bench.eval_set)
+    return {"rows": rows, "batch_size": batch_size, "seconds": [round(s, 4) for s in seconds],
+            "best_seconds": min(seconds), "samples_per_s": rows / min(seconds),
+            "median_samples_per_s": rows / sorted(seconds)[len(seconds) // 2], "scores": scores,
+            "memory": memory, **extra}
+
+
+def label_scores_at_mask(logits, mask_positions, label_ids):
+    """Full logits [B, T, V] -> label scores [B, C]: sum over mask slots m of logits[b, mask_m, label_ids[c, m]]
+    (numpy or torch alike)."""
+    import numpy as np
+    rows = np.arange(len(mask_positions))[:, None]
+    at_mask = logits[rows, mask_positions]  # [B, M, V]
+    slots = np.arange(mask_positions.shape[1])[None, :]
+    return at_mask[:, slots, np.asarray(label_ids)].sum(-1)  # [B, C, M] -> [B, C]
+
+
+def naive_scores(mlm, data, label_ids, batch_size, maxlen, rows=None):
+    """The naive path: full-vocabulary logits at every position of rows padded to `maxlen`."""
+    import numpy as np
+
+    from few_shot.loading import pad_batch
+    rows = np.arange(len(data)) if rows is None else np.asarray(rows)
+    out = np.zeros((len(rows), len(label_ids)), dtype="float32")
+    for start in range(0, len(rows), batch_size):
+        idx = rows[start:start + batch_size]
+        ids = pad_batch([data.token_ids[i] for i in idx], mlm.tokenizer.pad_id, maxlen)
+        logits = mlm.predict_logits(ids, batch_size=batch_size)  # [B, maxlen, vocab]
+        out[start:start + len(idx)] = label_scores_at_mask(logits, data.mask_positions[idx], label_ids)
+    return out
+
+
+def write_prompt_rows(backbone, prompt_ids, prompts):
+    """Serve a p-tuned prompt with a plain MLM: its [unusedN] embedding rows become the prompt vectors.
+    Only those rows change, so the label words' logits are the PtuningModel's."""
+    import keras
+    table = keras.ops.convert_to_numpy(backbone.embedding_matrix).copy()
+    table[prompt_ids] = prompts
+    backbone.embedding_matrix.assign(table)
+
+
+# -- stages: each returns a plain dict (numbers, lists, numpy arrays) -----------------------------
+
+def stage_make_base(folder, vocab_path, seed):
+    """A BERT-base-shaped BertForMaskedLM with random weights, saved as safetensors + vocab.txt."""
+    import torch
+    import transformers
+    transformers.logging.set_verbosity_error()
+    with open(vocab_path, encoding="utf-8") as f:
+        vocab_size = sum(1 for _ in f)
+    torch.manual_seed(seed)
+    model = transformers.BertForMaskedLM(transformers.BertConfig(vocab_size=vocab_size, **BASE_CONFIG)).eval()
+    model.save_pretrained(folder)
+    shutil.copyfile(vocab_path, os.path.join(folder, "vocab.txt"))
+    return {"folder": folder, "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def stage_eval_fast(bench, jit_compile):
+    """PtuningModel scored by training.Scorer (mask slots only, dynamic padding, big batches)."""
+    import numpy as np
+
+    from few_shot.loading import load_mlm
+    from few_shot.portable import fold_prompt
+    from few_shot.training import Scorer
+    s = bench.settings
+    threads = setup_threads(s["threads"])
+    with MemoryMeter() as memory:
+        mlm = load_mlm(bench.model_dir)
+        model, args = build_model("ptuning", bench, mlm)
+        scorer = Scorer(model, args.eval_batch_size, jit_compile=jit_compile)
+        data, size = bench.eval_set, args.eval_batch_size
+        order = np.argsort(data.lengths, kind="stable")  # Scorer's batches
+        batches = [order[i:i + size] for i in range(0, len(order), size)]
+
+        def warmup():  # the shortest and the longest batch: a relaxed-shape trace (or two XLA compiles)
+            for idx in (batches[0], batches[-1]):
+                scorer.fn(data.batch(idx)[0])
+        scores, seconds = timed_passes(lambda: scorer.scores(data), warmup, s["repeats"])
+    return eval_record(bench, seconds, scores, args.eval_batch_size, memory.result(), jit_compile=jit_compile,
+                       threads=threads, prompts=fold_prompt(model), prompt_ids=list(model.prompt_token_ids),
+                       padded_tokens=int(sum(data.lengths[idx].max() * len(idx) for idx in batches)))
+
+
+def stage_eval_naive(bench, prompts, batch_size=32):
+    """Full-vocabulary logits (the MLM's own call), fixed padding, the prompt folded into the table."""
+    from few_shot.loading import load_mlm
+    s = bench.settings
+    threads = setup_threads(s["threads"])
+    with MemoryMeter() as memory:
+        mlm = load_mlm(bench.model_dir)
+        write_prompt_rows(mlm.model, bench.prompt_ids, prompts)
+        data, n = bench.eval_set, len(bench.eval_set)
+
+        def warmup():  # a full batch and the last, shorter one
+            naive_scores(mlm, data, bench.label_ids, batch_size, s["maxlen"], rows=range(min(batch_size, n)))
+            if n % batch_size:
+                naive_scores(mlm, data, bench.label_ids, batch_size, s["maxlen"], rows=range(n - n % batch_size, n))
+        scores, seconds = timed_passes(lambda: naive_scores(mlm, data, bench.label_ids, batch_size, s["maxlen"]),
+                                       warmup, s["repeats"])
+    return eval_record(bench, seconds, scores, batch_size, memory.result(), threads=threads,
+                       padded_tokens=n * s["maxlen"])
+
+
+def stage_eval_transformers(bench, prompts, batch_size=32):
+    """transformers BertForMaskedLM in torch on the same token ids, padded to maxlen as usual."""
+    import numpy as np
+
+    from few_shot.loading import pad_batch
+    s = bench.settings
+    with MemoryMeter() as memory:
+        import torch
+        import transformers
+        transformers.logging.set_verbosity_error()
+        torch.set_num_threads(s["threads"])
+        model = transformers.BertForMaskedLM.from_pretrained(bench.model_dir).eval()
+        with torch.no_grad():
+            model.get_input_embeddings().weight[bench.prompt_ids] = torch.from_numpy(np.asarray(prompts))
+        data, pad = bench.eval_set, bench.tokenizer.pad_id
+        label_ids = torch.as_tensor(bench.label_ids)
+
+        def run(rows):
+            out = []
+            with torch.no_grad():
+                for start in range(0, len(rows), batch_size):
+                    idx = rows[start:start + batch_size]
+                    ids = torch.as_tensor(pad_batch([data.token_ids[i] for i in idx], pad, s["maxlen"]),
+                                          dtype=torch.long)
+                    logits = model(input_ids=ids, attention_mask=(ids != pad).long(),
+                                   token_type_ids=torch.zeros_like(ids)).logits
+                    masks = torch.as_tensor(data.mask_positions[idx], dtype=torch.long)
+                    out.append(label_scores_at_mask(logits, masks, label_ids).numpy())
+            return np.concatenate(out).astype("float32")
+        n = len(data)
+        scores, seconds = timed_passes(lambda: run(np.arange(n)), lambda: run(np.arange(min(batch_size, n))),
+                                       s["repeats"])
+    return eval_record(bench, seconds, scores, batch_size, memory.result(),
+                       threads={"torch_intra_op": torch.get_num_threads(),
+                                "torch_inter_op": torch.get_num_interop_threads()},
+                       attention=getattr(model.config, "_attn_implementation", None),
+                       padded_tokens=n * s["maxlen"])
+
+
+def stage_train_step(bench, method, warmup_steps=2):
+    """train_on_batch on the same dynamically padded batches (training.training_batches)."""
+    import keras
+
+    from few_shot.loading import load_mlm
+    from few_shot.ptuning import count_params
+    from few_shot.training import training_batches
+    s = bench.settings
+    threads = setup_threads(s["threads"])
+    with MemoryMeter() as memory:
+        mlm = load_mlm(bench.model_dir)
+        model, args = build_model(method, bench, mlm)
+        model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=model.loss_function())
+        batches = training_batches(bench.train_set, args.batch_size, args.seed)
+        for _ in range(warmup_steps):  # two shapes: the train function's relaxed-shape trace
+            model.train_on_batch(*next(batches))
+        seconds, samples, tokens = [], 0, 0
+        for _ in range(s["train_steps"]):
+            x, y = next(batches)
+            start = time.perf_counter()
+            model.train_on_batch(x, y)  # returns the loss as a float: the step has finished
+            seconds.append(time.perf_counter() - start)
+            samples += len(y)
+            tokens += x["token_ids"].size
+    return {"method": method, "steps": len(seconds), "batch_size": args.batch_size, "samples": samples,
+            "padded_tokens": tokens, "seconds": [round(t, 4) for t in seconds], "total_seconds": sum(seconds),
+            "samples_per_s": samples / sum(seconds), "trainable_params": count_params(model.trainable_weights),
+            "lr": args.lr, "jit_compile": bool(model.jit_compile), "memory": memory.result(), "threads": threads}
+
+
+def fixed_padding_dataset(data, batch_size, seed, length, pad_id=0):
+    """The naive training input: training_batches' very batches, every one padded to `length`."""
+    import numpy as np
+    import tensorflow as tf
+
+    from few_shot.loading import pad_batch
+    from few_shot.training import training_batches
+
+    def batches():
+        for inputs, labels in training_batches(data, batch_size, seed):
+            ids = pad_batch(inputs["token_ids"], pad_id, length)
+            yield {**inputs, "token_ids": ids, "segment_ids": np.zeros_like(ids)}, labels
+    m = data.mask_positions.shape[1]
+    signature = ({"token_ids": tf.TensorSpec((None, length), tf.int32),
+                  "segment_ids": tf.TensorSpec((None, length), tf.int32),
+                  "mask_positions": tf.TensorSpec((None, m), tf.int32)}, tf.TensorSpec((None,), tf.int32))
+    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(tf.data.AUTOTUNE)
+
+
+def stage_epoch(bench, variant):
+    """One p-tuning epoch as cli.run_training runs it (fit, then valid and test accuracy), after a
+    warm-up (2 steps + 2 eval batches) so that tracing is not counted; `variant` ours or naive."""
+    import keras
+    import numpy as np
+
+    from few_shot.loading import load_mlm
+    from few_shot.portable import fold_prompt
+    from few_shot.training import Scorer, training_dataset
+    s = bench.settings
+    threads = setup_threads(s["threads"])
+    with MemoryMeter() as memory:
+        mlm = load_mlm(bench.model_dir)
+        model, args = build_model("ptuning", bench, mlm)
+        model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=model.loss_function())
+        steps = max(1, -(-len(bench.train_set) * args.passes_per_epoch // args.batch_size))  # as run_training
+        if variant == "ours":
+            dataset = training_dataset(bench.train_set, args.batch_size, args.seed)
+            scorer = Scorer(model, args.eval_batch_size)
+
+            def accuracy(data, rows=None):
+                if rows is not None:  # warm-up
+                    return scorer.fn(data.batch(np.asarray(rows))[0])
+                return scorer.accuracy(data)
+        else:
+            dataset = fixed_padding_dataset(bench.train_set, args.batch_size, args.seed, args.maxlen,
+                                            bench.tokenizer.pad_id)
+
+            def accuracy(data, rows=None):
+                write_prompt_rows(mlm.model, model.prompt_token_ids, fold_prompt(model))
+                scores = naive_scores(mlm, data, bench.label_ids, 32, args.maxlen, rows)
+                return float(np.mean(scores.argmax(-1) == (data.labels if rows is None else data.labels[rows])))
+        start = time.perf_counter()
+        model.fit(dataset, epochs=1, steps_per_epoch=2, verbose=0)
+        order = np.argsort(bench.valid_set.lengths)
+        accuracy(bench.valid_set, order[:32])
+        accuracy(bench.valid_set, order[-32:])
+        warmup = time.perf_counter() - start
+        start = time.perf_counter()
+        history = model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+        train_seconds = time.perf_counter() - start
+        valid_acc, test_acc = accuracy(bench.valid_set), accuracy(bench.test_set)
+        seconds = time.perf_counter() - start
+    return {"variant": variant, "steps": steps, "train_rows": len(bench.train_set), "passes": args.passes_per_epoch,
+            "valid_rows": len(bench.valid_set), "test_rows": len(bench.test_set), "warmup_seconds": warmup,
+            "train_seconds": train_seconds, "eval_seconds": seconds - train_seconds, "seconds": seconds,
+            "loss": float(history.history["loss"][-1]), "valid_acc": valid_acc, "test_acc": test_acc,
+            "memory": memory.result(), "threads": threads}
+
+
+# -- running a stage in its own process -------------------------------------------------------------
+
+def tensorflow_started():
+    """Has this process started the TensorFlow runtime? (Forking after that is unsafe.)"""
+    try:
+        from tensorflow.python.eager import context
+        return context.context()._context_handle is not None
+    except Exception:  # private API moved: assume the worst
+        return True
+
+
+def _child(fn, kwargs, conn):
+    try:
+        conn.send((True, fn(**kwargs)))
+    except BaseException:  # report anything, the parent raises it
+        conn.send((False, traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def run_stage(fn, isolation, **kwargs):
+    """fn(**kwargs) in a forked child (its own threads and peak memory) or in this process."""
+    if isolation == "none":
+        return fn(**kwargs)
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_child, args=(fn, kwargs, send), daemon=True)
+    process.start()
+    send.close()
+    try:
+        ok, payload = receive.recv()
+    except EOFError:
+        ok, payload = False, None
+    process.join()
+    if not ok:
+        raise RuntimeError(f"stage {fn.__name__} failed (exit code {process.exitcode}):\n{payload or ''}")
+    return payload
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+def resolve_settings(args):
+    """--quick / full defaults filled in, checked."""
+    from few_shot.errors import FewShotError
+    defaults = QUICK if args.quick else FULL
+    s = {key: getattr(args, key) if getattr(args, key) is not None else value for key, value in defaults.items()}
+    models = [m.strip() for m in s["models"].split(",") if m.strip()]
+    stages = [x.strip() for x in args.stages.split(",") if x.strip()]
+    base_stages = [x.strip() for x in args.base_stages.split(",") if x.strip()]
+    bad = [x for x in stages + base_stages if x not in STAGES]
+    if bad:
+        raise FewShotError(f"--stages/--base-stages: unknown {', '.join(bad)}; choose from {', '.join(STAGES)}")
+    if not models or len(set(models)) != len(models):
+        raise FewShotError(f"--models {s['models']!r}: give distinct names (mini, base) or model folders")
+    for m in models:
+        if m not in ("mini", "base") and not os.path.isdir(m):
+            raise FewShotError(f"--models: {m} is neither mini, base nor a model folder; pass an HF BERT folder "
+                               f"(config.json + model.safetensors + vocab.txt)")
+    for key in ("rows", "base_rows", "repeats", "train_steps", "passes", "epoch_eval_rows"):
+        if s[key] is not None and s[key] < 1:
+            raise FewShotError(f"--{key.replace('_', '-')} {s[key]}: must be at least 1")
+    if args.json and os.path.exists(args.json) and not args.overwrite:
+        raise FewShotError(f"{args.json}: exists; pass --overwrite to replace it or choose another --json")
+    threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    isolation = args.isolation or ("fork" if sys.platform.startswith("linux") else "none")
+    if isolation == "fork" and tensorflow_started():
+        warnings.warn("TensorFlow already runs in this process, so stages cannot be forked safely; running them "
+                      "in-process (--isolation none): peak memory numbers overlap")
+        isolation = "none"
+    return dict(s, models=models, stages=stages, base_stages=base_stages, maxlen=args.maxlen, seed=args.seed,
+                threads=threads, isolation=isolation)
+
+
+def machine_info():
+    import keras
+    info = {"cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(
+        os, "sched_getaffinity") else os.cpu_count(), "processor": platform.processor(),
+        "machine": platform.machine(), "platform": platform.platform(), "python": platform.python_version(),
+        "keras": keras.__version__, "backend": keras.backend.backend()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu_model"] = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), None)
+    except OSError:
+        pass
+    from importlib import metadata
+    for package in ("tensorflow", "torch", "transformers", "numpy"):
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[package] = None
+    if hasattr(os, "getloadavg"):
+        info["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
+def load_rows(folder):
+    """-> (train first 1% as the main scripts, valid, test); duplicate-text warnings are not news here."""
+    from few_shot import datasets
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", datasets.DataWarning)
+        splits = datasets.load_task(folder)
+    return datasets.first_fraction(splits["train"], 0.01), splits["valid"], splits["test"]
+
+
+def make_bench(name, model_dir, rows, settings, eval_rows):
+    from few_shot.cli import make_verbalizer
+    from few_shot.pattern import PTUNING_PATTERN, Pattern
+    from few_shot.tokenizer import Tokenizer
+    from few_shot.training import EncodedSet
+    train, valid, test = rows
+    tokenizer = Tokenizer(os.path.join(model_dir, "vocab.txt"))
+    pattern, verbalizer = Pattern(PTUNING_PATTERN), make_verbalizer(None)
+    label_ids = verbalizer.token_ids(tokenizer)
+    n = settings["epoch_eval_rows"]
+
+    def encode(examples):
+        return EncodedSet(examples, tokenizer, pattern, verbalizer, settings["maxlen"], label_ids)
+    return Bench(name, model_dir, tokenizer, encode(test[:eval_rows]), encode(train), encode(valid[:n]),
+                 encode(test[:n]), label_ids, tokenizer.tokens_to_ids(pattern.prompt_tokens), settings)
+
+
+def compare_eval(results):
+    """Agreement of the paths' label scores: max |diff| and argmax equality per row."""
+    import numpy as np
+    fast = results["fast"]["scores"]
+    out = {}
+    for other in ("fast_xla", "naive", "transformers"):
+        if other in results:
+            scores = results[other]["scores"]
+            out[f"max_abs_diff_fast_vs_{other}"] = float(np.max(np.abs(fast - scores)))
+            out[f"argmax_mismatches_fast_vs_{other}"] = int(np.sum(fast.argmax(-1) != scores.argmax(-1)))
+    if "naive" in results and "transformers" in results:
+        out["max_abs_diff_naive_vs_transformers"] = float(np.max(np.abs(results["naive"]["scores"] -
+                                                                        results["transformers"]["scores"])))
+    top2 = np.sort(fast, axis=-1)[:, -2:]
+    out["smallest_label_margin"] = float(np.min(top2[:, 1] - top2[:, 0]))  # how close the closest call was
+    out["predictions_identical"] = out.get("argmax_mismatches_fast_vs_naive", 1) == 0
+    out["predictions_identical_transformers"] = out.get("argmax_mismatches_fast_vs_transformers", 1) == 0
+    return out
+
+
+def plan_stages(settings):
+    """-> [(model, stage, variant)] in run order (the tqdm bar's length)."""
+    plan = []
+    for name in settings["models"]:
+        if name == "base":
+            plan.append((name, "setup", "random BERT-base"))
+        for stage in settings["base_stages"] if name == "base" else settings["stages"]:
+            variants = {"eval": ("fast", "fast_xla", "naive", "transformers"), "train": ("ptuning", "finetune"),
+                        "epoch": ("ours", "naive")}[stage]
+            plan += [(name, stage, v) for v in variants]
+    return plan
+
+
+def run_benchmark(settings, data_folder, progress=True):
+    """All stages -> the report dict (see the module docstring)."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from few_shot.loading import DEFAULT_MODEL
+    plan = plan_stages(settings)
+    rows = load_rows(data_folder)
+    iso = settings["isolation"]
+    report = {"models": {}}
+    bar = tqdm(total=len(plan), desc="benchmark", unit="stage", file=sys.stderr, dynamic_ncols=True,
+               disable=not progress)
+    tmp = tempfile.mkdtemp(prefix="few_shot_bench_")
+    try:
+        for name in settings["models"]:
+            model_dir = {"mini": DEFAULT_MODEL}.get(name, name)
+            entry = report["models"].setdefault(name, {})
+            if name == "base":
+                bar.set_postfix_str("base: random BERT-base to a temporary HF folder")
+                model_dir = os.path.join(tmp, "bert-base-random")
+                entry["setup"] = run_stage(stage_make_base, iso, folder=model_dir,
+                                           vocab_path=os.path.join(DEFAULT_MODEL, "vocab.txt"), seed=settings["seed"])
+                bar.update(1)
+            eval_rows = settings["base_rows"] if name == "base" else settings["rows"]
+            bench = make_bench(name, model_dir, rows, settings, eval_rows)
+            entry.update(path=model_dir if name != "base" else "(random weights, temporary folder)",
+                         config=_model_config(model_dir))
+            for stage in settings["base_stages"] if name == "base" else settings["stages"]:
+                results = {}
+                for variant in [v for m, st, v in plan if m == name and st == stage]:
+                    bar.set_postfix_str(f"{name}: {stage} {variant}")
+                    if stage == "eval":
+                        fn, kwargs = {"fast": (stage_eval_fast, {"jit_compile": False}),
+                                      "fast_xla": (stage_eval_fast, {"jit_compile": True}),
+                                      "naive": (stage_eval_naive, {"prompts": results.get("fast", {}).get("prompts")}),
+                                      "transformers": (stage_eval_transformers,
+                                                       {"prompts": results.get("fast", {}).get("prompts")})}[variant]
+                    elif stage == "train":
+                        fn, kwargs = stage_train_step, {"method": variant}
+                    else:
+                        fn, kwargs = stage_epoch, {"variant": variant}
+                    results[variant] = run_stage(fn, iso, bench=bench, **kwargs)
+                    bar.update(1)
+                    tqdm.write(f"{name} {stage} {variant}: {_headline(stage, results[variant])}", file=sys.stderr)
+                entry[stage] = _finish_stage(stage, results)
+    finally:
+        bar.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def _model_config(model_dir):
+    try:
+        with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return {k: config.get(k) for k in ("num_hidden_layers", "hidden_size", "num_attention_heads",
+                                       "intermediate_size", "vocab_size")}
+
+
+def _headline(stage, result):
+    if stage == "epoch":
+        return f"{result['seconds']:.1f} s (train {result['train_seconds']:.1f} s + eval {result['eval_seconds']:.1f} s)"
+    return f"{result['samples_per_s']:.1f} samples/s"
+
+
+def _finish_stage(stage, results):
+    """Ratios and agreement for one stage; numpy arrays dropped (the JSON keeps numbers)."""
+    out = {"variants": results}
+    if stage == "eval":
+        out.update(compare_eval(results))
+        use_xla = "fast_xla" in results and results["fast_xla"]["samples_per_s"] > results["fast"]["samples_per_s"]
+        out["fast_jit_compile"] = use_xla
+        fast = results["fast_xla" if use_xla else "fast"]["samples_per_s"]
+        out["fast_samples_per_s"] = fast
+        out["speedup_vs_naive"] = fast / results["naive"]["samples_per_s"]
+        out["speedup_vs_transformers"] = fast / results["transformers"]["samples_per_s"]
+        for r in results.values():
+            r.pop("scores", None)
+            r.pop("prompts", None)
+    elif stage == "train":
+        out["speedup_ptuning_vs_finetune"] = results["ptuning"]["samples_per_s"] / results["finetune"]["samples_per_s"]
+    else:
+        out["speedup_vs_naive"] = results["naive"]["seconds"] / results["ours"]["seconds"]
+    return out
+
+
+def headline(report, settings):
+    """The top-level keys: the first model's ratios, `_<name>` suffixes for the others."""
+    out = {}
+    identical = []
+    for i, name in enumerate(settings["models"]):
+        entry, suffix = report["models"][name], "" if i == 0 else f"_{name}"
+        if "eval" in entry:
+            out[f"eval_speedup_vs_transformers{suffix}"] = entry["eval"]["speedup_vs_transformers"]
+            out[f"eval_speedup_vs_naive{suffix}"] = entry["eval"]["speedup_vs_naive"]
+            identical.append(entry["eval"]["predictions_identical"])
+        if "train" in entry:
+            out[f"train_speedup_ptuning_vs_finetune{suffix}"] = entry["train"]["speedup_ptuning_vs_finetune"]
+        if "epoch" in entry:
+            out[f"epoch_speedup_vs_naive{suffix}"] = entry["epoch"]["speedup_vs_naive"]
+    if identical:
+        out["predictions_identical"] = all(identical)
+    out["headline_model"] = settings["models"][0]
+    return out
+
+
+VARIANT_LABELS = {"fast": "few_shot fast (Scorer)", "fast_xla": "few_shot fast (Scorer, XLA)",
+                  "naive": "few_shot naive (full vocab, pad {maxlen})", "transformers": "transformers (torch)",
+                  "ptuning": "p-tuning (BiLSTM prompt, frozen MLM)", "finetune": "finetune (whole MLM)",
+                  "ours": "ours (bucketed padding, Scorer eval)", "naive_epoch": "naive (pad {maxlen}, full-vocab eval)"}
+
+
+def markdown(report, settings):
+    lines = ["| model | stage | variant | rows | batch | result | peak RSS MB (+ stage) |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for name, entry in report["models"].items():
+        for stage in STAGES:
+            if stage not in entry:
+                continue
+            for variant, r in entry[stage]["variants"].items():
+                label = VARIANT_LABELS["naive_epoch" if (stage, variant) == ("epoch", "naive") else variant]
+                label = label.format(maxlen=settings["maxlen"])
+                if stage == "eval":
+                    chosen = variant == ("fast_xla" if entry["eval"]["fast_jit_compile"] else "fast")
+                    rows, batch = r["rows"], r["batch_size"]
+                    result = f"{'**' if chosen else ''}{r['samples_per_s']:.1f} samples/s{'**' if chosen else ''}"
+                elif stage == "train":
+                    rows, batch, result = f"{r['steps']} steps", r["batch_size"], f"{r['samples_per_s']:.1f} samples/s"
+                else:
+                    rows = f"{r['train_rows']}x{r['passes']} + {r['valid_rows']} + {r['test_rows']}"
+                    batch, result = 32, f"{r['seconds']:.1f} s"
+                m = r["memory"]
+                lines.append(f"| {name} | {stage} | {label} | {rows} | {batch} | {result} | "
+                             f"{m['peak_rss_mb']:.0f} (+{m['peak_delta_mb']:.0f}) |")
+    lines.append("")
+    for name, entry in report["models"].items():
+        parts = []
+        if "eval" in entry:
+            e = entry["eval"]
+            parts.append(f"eval fast/transformers **{e['speedup_vs_transformers']:.2f}x**, fast/naive "
+                         f"{e['speedup_vs_naive']:.2f}x (XLA {'on' if e['fast_jit_compile'] else 'off'}); "
+                         f"predictions identical (fast vs naive): {'yes' if e['predictions_identical'] else 'NO'}; "
+                         f"max |diff| of label logits: fast-naive {e['max_abs_diff_fast_vs_naive']:.1e}, "
+                         f"fast-transformers {e['max_abs_diff_fast_vs_transformers']:.1e}")
+        if "train" in entry:
+            parts.append(f"train step p-tuning/finetune {entry['train']['speedup_ptuning_vs_finetune']:.2f}x")
+        if "epoch" in entry:
+            parts.append(f"epoch naive/ours **{entry['epoch']['speedup_vs_naive']:.2f}x**")
+        lines.append(f"- {name}: " + "; ".join(parts))
+    lines.append(f"- samples/s: rows / best of {settings['repeats']} timed passes after warm-up; "
+                 f"{settings['threads']} intra-op threads for TensorFlow and torch; stages isolated by "
+                 f"{settings['isolation']}; peak RSS is the stage process's VmHWM, (+) its growth during the stage")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    from few_shot.cli import DEFAULT_DATA, user_errors
+    from few_shot.errors import FewShotError
+
+    with user_errors():
+        settings = resolve_settings(args)
+        import keras
+        if keras.backend.backend() != "tensorflow":
+            raise FewShotError(f"the benchmark measures the TensorFlow backend (tf.function, XLA, tf.data); "
+                               f"KERAS_BACKEND is {keras.backend.backend()}; run with KERAS_BACKEND=tensorflow")
+        info = machine_info()
+        start = time.time()
+        report = run_benchmark(settings, args.data or DEFAULT_DATA)
+        if hasattr(os, "getloadavg"):
+            info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        table = markdown(report, settings)
+        result = {**headline(report, settings), "wall_seconds": round(time.time() - start, 1),
+                  "command": [os.path.relpath(os.path.abspath(__file__))] + argv, "quick": args.quick,
+                  "settings": settings, "machine": info,
+                  "rows": _rows_summary(report), "table": table, **report}
+        print(table)
+        if args.json:
+            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(_plain(result), f, indent=2, ensure_ascii=False)
+            print(f"wrote {args.json}")
+        return result
+
+
+def _rows_summary(report):
+    out = {}
+    for name, entry in report["models"].items():
+        out[name] = {}
+        if "eval" in entry:
+            out[name]["eval"] = entry["eval"]["variants"]["fast"]["rows"]
+        if "train" in entry:
+            r = entry["train"]["variants"]["ptuning"]
+            out[name]["train_step"] = {"steps": r["steps"], "batch_size": r["batch_size"]}
+        if "epoch" in entry:
+            r = entry["epoch"]["variants"]["ours"]
+            out[name]["epoch"] = {k: r[k] for k in ("train_rows", "passes", "steps", "valid_rows", "test_rows")}
+    return out
+
+
+def _plain(value):
+    """numpy scalars/arrays -> JSON types."""
+    import numpy as np
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+if __name__ == "__main__":
+    main()
