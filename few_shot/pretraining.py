@@ -488,7 +488,10 @@ class MLMBatches(keras.utils.PyDataset):
     (any thread may ask for any index; a lock serialises the stream) and the stream state before
     each batch is remembered, so a checkpoint can save exactly where the next step's data starts."""
 
-    KEEP = 64
+    # tf.data maps __getitem__ in parallel and may run far ahead of training, and Keras fetches
+    # batch 0 twice (to read its shapes): a batch's blocks stay until it has been fetched and is
+    # KEEP steps behind the furthest fetch; stream states stay for KEEP_STATES steps
+    KEEP, KEEP_STATES = 64, 4096
 
     def __init__(self, stream, masker, batch_size, start_step, num_steps, workers=1):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
@@ -496,6 +499,7 @@ class MLMBatches(keras.utils.PyDataset):
         self.start_step, self.num_steps = start_step, num_steps
         self._next = start_step
         self._blocks, self._states = {}, {}
+        self._fetched, self._furthest = set(), -1
         self._lock = threading.Lock()
 
     def __len__(self):
@@ -507,13 +511,17 @@ class MLMBatches(keras.utils.PyDataset):
                 self._states[self._next] = self.stream.state()
                 made = [self.stream.next_block() for _ in range(self.batch_size)]
                 self._blocks[self._next] = (np.stack([m[0] for m in made]), np.stack([m[1] for m in made]))
+                self._states.pop(self._next - self.KEEP_STATES, None)
                 self._next += 1
-                for old in [k for k in self._blocks if k < self._next - self.KEEP]:
-                    del self._blocks[old]
-                    del self._states[old]
             if step not in self._blocks:
                 raise RuntimeError(f"batch for step {step} was already dropped from the cache")
-            return self._blocks[step]
+            batch = self._blocks[step]
+            self._fetched.add(step)
+            self._furthest = max(self._furthest, step)
+            for old in [k for k in self._fetched if k < self._furthest - self.KEEP]:
+                self._fetched.discard(old)
+                del self._blocks[old]
+            return batch
 
     def __getitem__(self, index):
         step = self.start_step + index

@@ -331,3 +331,29 @@ def test_torch_backend_without_tensorflow_exports_hf(tmp_path, corpus):
     assert not (out / "google").exists() and "skipping" in proc.stderr
     hf = load_mlm(str(out / "hf"))
     assert hf.model.num_layers == 2 and hf.model.hidden_size == 64
+
+
+def test_batches_survive_out_of_order_far_ahead_fetches():
+    """tf.data maps __getitem__ in parallel and can ask for step 150 before step 19; Keras also
+    fetches batch 0 twice. Every step still gets the blocks made in stream order."""
+    from few_shot.pretraining import MLMBatches
+
+    class Stream:
+        made = 0
+
+        def state(self):
+            return {"made": self.made}
+
+        def next_block(self):
+            self.made += 1
+            return np.full(4, self.made), np.zeros(4)
+
+    class Identity:
+        def mask_batch(self, ids, groups, step):
+            return ids, None, None
+
+    batches = MLMBatches(Stream(), Identity(), 2, 0, 300)
+    assert batches[0][0][0, 0] == batches[0][0][0, 0] == 1
+    first_rows = {k: batches[k][0][0, 0] for k in [150] + list(range(1, 150)) + list(range(151, 300))}
+    assert first_rows == {k: 2 * k + 1 for k in range(1, 300)}
+    assert len(batches._blocks) <= MLMBatches.KEEP + 2  # fetched batches are freed

@@ -1,0 +1,125 @@
+"""scripts/benchmark.py on a tiny random BERT (bundled vocab, so the sentiment rows and the verbalizer
+words tokenize as with the real model), every stage in this process (--isolation none): the JSON
+has the ratios, the fast and naive paths give the same label scores, bad input is a one-line exit 2."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import BUNDLED_MODEL_DIR, REPO_ROOT, build_tiny_bert
+
+SCRIPT = os.path.join(REPO_ROOT, "scripts", "benchmark.py")
+TINY = ["--isolation", "none", "--stages", "eval,train,epoch", "--rows", "40", "--repeats", "1",
+        "--train-steps", "1", "--passes", "1", "--epoch-eval-rows", "16", "--maxlen", "32"]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("few_shot_benchmark_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench") / "tiny-bert"
+    return build_tiny_bert(str(folder), os.path.join(BUNDLED_MODEL_DIR, "vocab.txt"), arch="masked_lm",
+                           hidden_size=16, intermediate_size=32)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(bench, tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_out") / "bench.json"
+    result = bench.main(["--models", tiny_model, *TINY, "--json", str(out)])
+    return json.loads(out.read_text(encoding="utf-8")), result
+
+
+def test_json_has_the_ratios_and_identical_predictions(tiny_run):
+    report, _ = tiny_run
+    for key in ("eval_speedup_vs_transformers", "eval_speedup_vs_naive", "epoch_speedup_vs_naive",
+                "train_speedup_ptuning_vs_finetune"):
+        assert isinstance(report[key], float) and report[key] > 0, key
+    assert report["predictions_identical"] is True
+    for key in ("cpu_count", "processor", "backend", "tensorflow", "torch", "transformers"):
+        assert key in report["machine"], key
+    assert report["machine"]["backend"] == "tensorflow"
+    assert report["settings"]["isolation"] == "none" and report["settings"]["threads"] >= 1
+    assert "--json" in report["command"]
+    assert "| eval | few_shot fast" in report["table"]
+
+
+def test_every_stage_records_rows_timings_and_memory(tiny_run):
+    report, _ = tiny_run
+    (name, entry), = report["models"].items()
+    assert report["rows"][name]["eval"] == 40
+    assert report["rows"][name]["epoch"] == {"train_rows": 168, "passes": 1, "steps": 6, "valid_rows": 16,
+                                             "test_rows": 16}
+    for variant in ("fast", "fast_xla", "naive", "transformers"):
+        r = entry["eval"]["variants"][variant]
+        assert r["rows"] == 40 and len(r["seconds"]) == 1 and r["samples_per_s"] > 0
+        assert r["memory"]["peak_rss_mb"] > 0
+    assert entry["eval"]["variants"]["naive"]["batch_size"] == 32
+    assert entry["eval"]["variants"]["fast"]["padded_tokens"] <= entry["eval"]["variants"]["naive"]["padded_tokens"]
+    assert entry["eval"]["fast_jit_compile"] in (True, False)
+    train = entry["train"]["variants"]
+    assert train["ptuning"]["trainable_params"] < train["finetune"]["trainable_params"]
+    for variant in ("ours", "naive"):
+        r = entry["epoch"]["variants"][variant]
+        assert r["seconds"] > 0 and 0.0 <= r["valid_acc"] <= 1.0 and r["steps"] == 6
+
+
+def test_fast_naive_and_transformers_scores_agree(tiny_run):
+    _, result = tiny_run
+    e = next(iter(result["models"].values()))["eval"]
+    assert e["max_abs_diff_fast_vs_naive"] < 1e-4
+    assert e["max_abs_diff_fast_vs_fast_xla"] < 1e-4
+    assert e["max_abs_diff_fast_vs_transformers"] < 1e-4
+    assert e["argmax_mismatches_fast_vs_naive"] == 0 and e["predictions_identical_transformers"]
+
+
+def test_label_scores_at_mask_sums_the_slots(bench):
+    logits = np.arange(2 * 5 * 7, dtype="float32").reshape(2, 5, 7)
+    masks = np.array([[1, 2], [3, 4]])
+    label_ids = [[6, 5], [0, 1]]
+    scores = bench.label_scores_at_mask(logits, masks, label_ids)
+    expected = [[logits[b, masks[b, 0], w[0]] + logits[b, masks[b, 1], w[1]] for w in label_ids] for b in range(2)]
+    np.testing.assert_allclose(scores, expected)
+
+
+def _boom():
+    raise ValueError("stage exploded")
+
+
+def test_forked_stage_returns_its_result_and_reports_its_failure(bench):
+    result = bench.run_stage(dict, "fork", answer=42)
+    assert result["answer"] == 42 and result["stage_wall_seconds"] >= 0
+    with pytest.raises(RuntimeError, match="stage exploded"):
+        bench.run_stage(_boom, "fork")
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--stages", "eval,magic"], "unknown magic"),
+    (["--rows", "0"], "--rows 0"),
+    (["--models", "no/such/folder"], "no/such/folder"),
+])
+def test_bad_input_is_one_line_exit_2(bench, tmp_path, capsys, extra, needle):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--isolation", "none", "--json", str(tmp_path / "b.json"), *extra])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_refuses_to_overwrite_json_without_flag(bench, tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    path.write_text("{}")
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--quick", "--json", str(path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(path) in err[0] and "--overwrite" in err[0], err
+    assert path.read_text() == "{}"
