@@ -8,3 +8,6 @@ from few_shot.ptuning import PtuningModel
 from few_shot.tokenizer import Tokenizer
 
 __version__ = "0.1.0"
+
+__all__ = ["BertMaskedLM", "DEFAULT_MODEL", "FewShotError", "Pattern", "PretrainedMLM", "PromptEncoder",
+           "PtuningModel", "Tokenizer", "Verbalizer", "load_mlm"]

@@ -1,6 +1,5 @@
 """What few_shot_ptuning.py and few_shot_finetune.py share: arguments, data, the training run,
 zero-shot scoring and prediction. The scripts themselves stay short."""
-import argparse
 import contextlib
 import json
 import os

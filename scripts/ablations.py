@@ -64,7 +64,7 @@ def main(argv=None):
 
     from few_shot.cli import user_errors
     from few_shot.errors import FewShotError
-    from few_shot.experiments import (check_output, mean_std, method_args, parse_list, progress, run_one,
+    from few_shot.experiments import (check_output, forward_options, mean_std, method_args, parse_list, progress, run_one,
                                       test_acc, valid_acc)
     from few_shot.ptuning import INITS
 
@@ -82,11 +82,7 @@ def main(argv=None):
             raise FewShotError(f"--encoders: unknown {', '.join(bad)}; choose from none, mlp, lstm")
         if args.seeds < 1:
             raise FewShotError(f"--seeds {args.seeds}: need at least 1")
-        forward = []
-        for flag in PASS_THROUGH:
-            value = getattr(args, flag[2:].replace("-", "_"))
-            if value is not None:
-                forward += [flag, value]
+        forward = forward_options(args, PASS_THROUGH)
         settings = plan(inits, lengths, encoders, args.base_length)
         unique = sorted({cfg for _, _, cfg in settings}, key=str)
         jobs = [(cfg, seed) for cfg in unique for seed in range(1, args.seeds + 1)]
@@ -128,7 +124,7 @@ def main(argv=None):
             json.dump({"options": options, "seeds": args.seeds, "summary": summary,
                        "runs": list(results.values())}, f, indent=2, ensure_ascii=False)
         train_rows = sorted({r["train_rows"] for r in results.values()})
-        lines = [f"# P-tuning ablations", "",
+        lines = ["# P-tuning ablations", "",
                  f"Model {options.get('--model', 'models/zh-bert-mini')}, data {options.get('--data', 'data/sentiment')}, "
                  f"{'/'.join(map(str, train_rows))} labelled train rows, seeds 1..{args.seeds}; test accuracy at "
                  f"the epoch chosen on valid. Base setting: init unused, {args.base_length} prompt tokens, "

@@ -202,7 +202,8 @@ def main(argv=None):
 
     from few_shot.cli import user_errors
     from few_shot.errors import FewShotError
-    from few_shot.experiments import METHODS, check_output, method_args, parse_list, progress, run_one
+    from few_shot.experiments import (METHODS, check_output, forward_options, method_args, parse_list,
+                                      progress, run_one)
 
     with user_errors():
         methods = parse_list(args.methods, "--methods")
@@ -214,11 +215,7 @@ def main(argv=None):
             raise FewShotError(f"--ks: k={ks[0]} is negative; k counts labelled rows (0 = zero-shot)")
         if args.seeds < 1:
             raise FewShotError(f"--seeds {args.seeds}: need at least 1")
-        forward = []
-        for flag in PASS_THROUGH:
-            value = getattr(args, flag[2:].replace("-", "_"))
-            if value is not None:
-                forward += [flag, value]
+        forward = forward_options(args, PASS_THROUGH)
         options = dict(zip(forward[::2], forward[1::2]))
         n_train = train_size(options)
         if ks[-1] > n_train and any(m != "zeroshot" for m in methods):

@@ -48,7 +48,7 @@ def main(argv=None):
 
     from few_shot.cli import user_errors
     from few_shot.errors import FewShotError
-    from few_shot.experiments import (check_output, mean_std, method_args, parse_list, progress, run_one,
+    from few_shot.experiments import (check_output, forward_options, mean_std, method_args, parse_list, progress, run_one,
                                       test_acc, valid_acc)
 
     with user_errors():
@@ -59,11 +59,7 @@ def main(argv=None):
         bad = [m for m in methods if m not in METHODS]
         if bad:
             raise FewShotError(f"--methods: unknown {', '.join(bad)}; choose from {', '.join(METHODS)}")
-        forward = ["--data", args.data, "--verbalizer", "tnews"]
-        for flag in PASS_THROUGH:
-            value = getattr(args, flag[2:].replace("-", "_"))
-            if value is not None:
-                forward += [flag, value]
+        forward = ["--data", args.data, "--verbalizer", "tnews"] + forward_options(args, PASS_THROUGH)
         jobs = []
         for method in methods:
             for fold in (folds[:1] if method == "zeroshot" else folds):
