@@ -374,13 +374,16 @@ class BlockStream:
         self.seed = seed
         tok = doc_tokenizer.tokenizer
         self.cls_id, self.sep_id = tok.cls_id, tok.sep_id
-        state = state or {"epoch": 0, "position": 0, "carry_ids": [], "carry_groups": [], "next_group": 0}
+        self._order_epoch, self._order = None, None
+        self._empty_run = 0
+        self.restore(state or {"epoch": 0, "position": 0, "carry_ids": [], "carry_groups": [], "next_group": 0})
+
+    def restore(self, state):
+        """Go back (or forward) to a position returned by `state()`."""
         self.epoch, self.position = state["epoch"], state["position"]
         self.carry_ids = np.asarray(state["carry_ids"], dtype=np.int64)
         self.carry_groups = np.asarray(state["carry_groups"], dtype=np.int64)
         self.next_group = state["next_group"]
-        self._order_epoch, self._order = None, None
-        self._empty_run = 0
 
     def state(self):
         return {"epoch": self.epoch, "position": self.position, "carry_ids": self.carry_ids.tolist(),
@@ -488,9 +491,9 @@ class MLMBatches(keras.utils.PyDataset):
     (any thread may ask for any index; a lock serialises the stream) and the stream state before
     each batch is remembered, so a checkpoint can save exactly where the next step's data starts."""
 
-    # tf.data maps __getitem__ in parallel and may run far ahead of training, and Keras fetches
-    # batch 0 twice (to read its shapes): a batch's blocks stay until it has been fetched and is
-    # KEEP steps behind the furthest fetch; stream states stay for KEEP_STATES steps
+    # Keras may build more than one iterator over the batches (each starts at batch 0) and
+    # prefetches ahead of training, so a batch can be asked for after the stream has moved on:
+    # then the stream is rewound to the state remembered for that step and replayed (same blocks).
     KEEP, KEEP_STATES = 64, 4096
 
     def __init__(self, stream, masker, batch_size, start_step, num_steps, workers=1):
@@ -499,7 +502,6 @@ class MLMBatches(keras.utils.PyDataset):
         self.start_step, self.num_steps = start_step, num_steps
         self._next = start_step
         self._blocks, self._states = {}, {}
-        self._fetched, self._furthest = set(), -1
         self._lock = threading.Lock()
 
     def __len__(self):
@@ -507,21 +509,19 @@ class MLMBatches(keras.utils.PyDataset):
 
     def blocks(self, step):
         with self._lock:
+            if step not in self._blocks and step < self._next:
+                if step not in self._states:
+                    raise RuntimeError(f"batch for step {step} is too far behind to replay")
+                self.stream.restore(self._states[step])
+                self._next = step
             while self._next <= step:
                 self._states[self._next] = self.stream.state()
                 made = [self.stream.next_block() for _ in range(self.batch_size)]
                 self._blocks[self._next] = (np.stack([m[0] for m in made]), np.stack([m[1] for m in made]))
+                self._blocks.pop(self._next - self.KEEP, None)
                 self._states.pop(self._next - self.KEEP_STATES, None)
                 self._next += 1
-            if step not in self._blocks:
-                raise RuntimeError(f"batch for step {step} was already dropped from the cache")
-            batch = self._blocks[step]
-            self._fetched.add(step)
-            self._furthest = max(self._furthest, step)
-            for old in [k for k in self._fetched if k < self._furthest - self.KEEP]:
-                self._fetched.discard(old)
-                del self._blocks[old]
-            return batch
+            return self._blocks[step]
 
     def __getitem__(self, index):
         step = self.start_step + index
