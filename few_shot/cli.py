@@ -108,7 +108,20 @@ def load_splits(args, verbalizer):
         train = datasets.stratified_sample(train, args.k, args.seed)
     elif args.fewclue_fold is None:
         train = datasets.first_fraction(train, args.train_fraction)
-    return train, valid[: args.max_valid], test[: args.max_test]
+    return train, first_rows(valid, args.max_valid, "--max-valid"), first_rows(test, args.max_test, "--max-test")
+
+
+def first_rows(rows, n, flag):
+    """rows[:n], with a warning when the cut loses labels (a file sorted by label, as FewCLUE's)."""
+    if n is None or n >= len(rows):
+        return rows
+    kept, every = {label for _, label in rows[:n]}, {label for _, label in rows}
+    if kept != every:
+        import warnings
+        from few_shot.datasets import DataWarning
+        warnings.warn(f"{flag} {n} keeps {len(kept)} of the {len(every)} labels (the file is ordered by label?); "
+                      f"evaluate on more rows or all of them", DataWarning)
+    return rows[:n]
 
 
 def describe_model(path):

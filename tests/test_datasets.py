@@ -169,3 +169,15 @@ def test_fewclue_through_the_main_script_options(tmp_path):
     assert (len(train), len(valid), len(test)) == (9, 6, 5)
     args.k = 3
     assert ds.label_counts(load_splits(args, make_verbalizer("tnews"))[0]) == {"100": 1, "101": 1, "102": 1}
+
+
+def test_max_test_warns_when_the_cut_loses_labels():
+    from few_shot.cli import first_rows
+    rows = [(f"t{i}", str(i // 10)) for i in range(30)]  # ordered by label, as FewCLUE test_public
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert first_rows(rows, 10, "--max-test") == rows[:10]
+        assert first_rows(rows, None, "--max-test") == rows
+    messages = [str(w.message) for w in caught if issubclass(w.category, ds.DataWarning)]
+    assert messages == ["--max-test 10 keeps 1 of the 3 labels (the file is ordered by label?); "
+                        "evaluate on more rows or all of them"]
