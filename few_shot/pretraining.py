@@ -532,11 +532,11 @@ class MLMBatches(keras.utils.PyDataset):
     def stream_state_at(self, step):
         """The stream position from which the batch of `step` is made."""
         with self._lock:
-            if step == self._next:
-                return self.stream.state()
             if step in self._states:
                 return self._states[step]
-        raise RuntimeError(f"no stream state kept for step {step}")
+        self.blocks(step)  # not made yet (or the stream was rewound since): make it, which records it
+        with self._lock:
+            return self._states[step]
 
 
 # -- model, loss, schedule ---------------------------------------------------------------------

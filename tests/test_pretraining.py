@@ -363,3 +363,7 @@ def test_batches_replay_when_asked_again_or_out_of_order():
     assert first_pass == {k: expected[k] for k in range(200)}
     assert second_pass == expected
     assert len(batches._blocks) <= MLMBatches.KEEP  # old batches are freed
+    # the checkpoint after the last step asks where step 300 starts, after a rewind to step 0
+    batches[0]
+    assert batches.stream_state_at(300) == {"made": 600}
+    assert batches.stream_state_at(150) == {"made": 300}
