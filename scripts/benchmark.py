@@ -2,8 +2,9 @@
 """Speed and memory of few_shot's inference and training paths, against a naive Keras path and
 transformers, measured on this machine in one run on the same inputs.
 
-    python scripts/benchmark.py --quick --json runs/bench_quick.json     # ~2 min on 2 cores
-    python scripts/benchmark.py --json runs/bench.json                   # full test set, mini + base
+    python scripts/benchmark.py --quick --json runs/bench_quick.json     # mini, eval + epoch, ~2.5 min on 2 cores
+    python scripts/benchmark.py --json runs/bench.json                   # full test set, mini + base (hours
+                                                                         # on 2 cores, minutes on a workstation)
     python scripts/benchmark.py --models mini --rows 512 --repeats 2     # a middle ground
 
 Models: `mini` (the bundled models/zh-bert-mini, 4 layers, hidden 256), `base` (BERT-base shape,
@@ -49,40 +50,44 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 BASE_CONFIG = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 STAGES = ("eval", "train", "epoch")
-# --quick fits in ~2 minutes on 2 busy cores; the full defaults take ~1 hour there (minutes on a workstation)
-QUICK = dict(models="mini", rows=128, base_rows=32, repeats=2, train_steps=4, passes=2, epoch_eval_rows=64)
-FULL = dict(models="mini,base", rows=None, base_rows=256, repeats=3, train_steps=20, passes=50,
-            epoch_eval_rows=None)
+# --quick fits in ~2.5 minutes on 2 idle cores (tracing is much of it; the train stage would add ~45 s, so
+# it is left to full runs); the full defaults take hours there, minutes on a workstation.
+QUICK = dict(models="mini", stages="eval,epoch", rows=64, base_rows=32, repeats=2, train_steps=3, passes=1,
+             epoch_eval_rows=32)
+FULL = dict(models="mini,base", stages="eval,train,epoch", rows=None, base_rows=256, repeats=3, train_steps=20,
+            passes=50, epoch_eval_rows=None)
 
 
 def build_parser():
+    def default(key):
+        full, quick = FULL[key], QUICK[key]
+        return f"(default {full or 'all'}; --quick {quick})"
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small settings: " + ", ".join(f"{k}={v}" for k, v in
-                                                                                         QUICK.items()))
-    p.add_argument("--json", default=None, help="write the results here")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
-    p.add_argument("--models", default=None, help="comma-separated: mini, base, or HF BERT folders (default "
-                                                  "mini,base; --quick: mini)")
-    p.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of eval,train,epoch")
-    p.add_argument("--base-stages", default="eval", help="stages run on the base model (default eval: its "
-                                                         "training on 2 CPU cores takes seconds per step)")
-    p.add_argument("--rows", type=int, default=None, help="eval: first N test rows (default all; --quick 128)")
-    p.add_argument("--base-rows", type=int, default=None, help="eval rows for the base model (default 256; "
-                                                               "--quick 32)")
-    p.add_argument("--repeats", type=int, default=None, help="timed eval passes, best one reported (3; --quick 2)")
-    p.add_argument("--train-steps", type=int, default=None, help="timed train steps per method (20; --quick 4)")
-    p.add_argument("--passes", type=int, default=None, help="epoch stage: passes over the 168 labelled rows "
-                                                            "(50, as the main scripts; --quick 2)")
-    p.add_argument("--epoch-eval-rows", type=int, default=None, help="epoch stage: first N valid and N test rows "
-                                                                     "(default all; --quick 64)")
-    p.add_argument("--maxlen", type=int, default=128)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads for TensorFlow and torch alike "
-                                                             "(default: the CPUs this process may use)")
-    p.add_argument("--isolation", choices=("fork", "none"), default=None,
-                   help="fork: each stage in a child forked before TensorFlow starts (default on Linux); "
-                        "none: in this process (memory numbers then overlap)")
-    p.add_argument("--data", default=None, help="sentiment-style data folder (default data/sentiment)")
+    a = p.add_argument
+    a("--quick", action="store_true", help="small settings, see the defaults below")
+    a("--json", default=None, help="write the results here (refused if it exists, unless --overwrite)")
+    a("--overwrite", action="store_true", help="replace an existing --json file")
+    a("--models", default=None, help="comma-separated: mini, base, or HF BERT folders " + default("models"))
+    a("--stages", default=None, help="comma-separated subset of eval,train,epoch " + default("stages"))
+    a("--base-stages", default="eval", help="stages run on the base model (default eval: training it on 2 CPU "
+                                            "cores takes seconds per step)")
+    a("--rows", type=int, default=None, help="eval: the first N test rows " + default("rows"))
+    a("--base-rows", type=int, default=None, help="eval rows for the base model " + default("base_rows"))
+    a("--repeats", type=int, default=None, help="timed eval passes, the best one counts " + default("repeats"))
+    a("--train-steps", type=int, default=None, help="timed train steps per method " + default("train_steps"))
+    a("--passes", type=int, default=None, help="epoch stage: passes over the 168 labelled rows (50 as the main "
+                                               "scripts) " + default("passes"))
+    a("--epoch-eval-rows", type=int, default=None, help="epoch stage: the first N valid and N test rows " +
+      default("epoch_eval_rows"))
+    a("--maxlen", type=int, default=128)
+    a("--seed", type=int, default=42)
+    a("--threads", type=int, default=None, help="intra-op threads for TensorFlow and torch alike (default: the "
+                                                "CPUs this process may use)")
+    a("--isolation", choices=("fork", "none"), default=None,
+      help="fork: each stage in a child forked before TensorFlow starts (default on Linux); none: all in this "
+           "process (peak memory numbers then overlap)")
+    a("--data", default=None, help="sentiment-style data folder (default data/sentiment)")
     return p
 
 
@@ -174,23 +179,38 @@ def setup_threads(threads):
             "tensorflow_inter_op": tf.config.threading.get_inter_op_parallelism_threads() or "default"}
 
 
+class Clock:
+    """Wall and CPU seconds of a block. CPU seconds (all threads of this process) barely change when
+    other jobs share the machine, so their ratios back up the wall-clock ones on a busy host."""
+
+    def __enter__(self):
+        self.start, self.start_cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+        self.cpu_seconds = time.process_time() - self.start_cpu
+        return False
+
+
 def timed_passes(run_pass, warmup, repeats):
-    """warmup() (tracing, excluded), then `repeats` timed run_pass() -> (last output, seconds list)."""
+    """warmup() (tracing, excluded), then `repeats` timed run_pass() -> (last output, [Clock])."""
     warmup()
-    seconds, out = [], None
+    clocks, out = [], None
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = run_pass()
-        seconds.append(time.perf_counter() - start)
-    return out, seconds
+        with Clock() as clock:
+            out = run_pass()
+        clocks.append(clock)
+    return out, clocks
 
 
-def eval_record(bench, seconds, scores, batch_size, memory, **extra):
-    rows = len(bench.eval_set)
-    return {"rows": rows, "batch_size": batch_size, "seconds": [round(s, 4) for s in seconds],
-            "best_seconds": min(seconds), "samples_per_s": rows / min(seconds),
-            "median_samples_per_s": rows / sorted(seconds)[len(seconds) // 2], "scores": scores,
-            "memory": memory, **extra}
+def eval_record(bench, clocks, scores, batch_size, memory, **extra):
+    rows, seconds = len(bench.eval_set), [c.seconds for c in clocks]
+    cpu = [c.cpu_seconds for c in clocks]
+    return {"rows": rows, "batch_size": batch_size, "seconds": [round(x, 4) for x in seconds],
+            "cpu_seconds": [round(x, 4) for x in cpu], "best_seconds": min(seconds),
+            "samples_per_s": rows / min(seconds), "median_samples_per_s": rows / sorted(seconds)[len(seconds) // 2],
+            "samples_per_cpu_s": rows / min(cpu), "scores": scores, "memory": memory, **extra}
 
 
 def label_scores_at_mask(logits, mask_positions, label_ids):
@@ -261,10 +281,10 @@ def stage_eval_fast(bench, jit_compile):
         batches = [order[i:i + size] for i in range(0, len(order), size)]
 
         def warmup():  # the shortest and the longest batch: a relaxed-shape trace (or two XLA compiles)
-            for idx in (batches[0], batches[-1]):
+            for idx in batches[:1] + batches[1:][-1:]:
                 scorer.fn(data.batch(idx)[0])
-        scores, seconds = timed_passes(lambda: scorer.scores(data), warmup, s["repeats"])
-    return eval_record(bench, seconds, scores, args.eval_batch_size, memory.result(), jit_compile=jit_compile,
+        scores, clocks = timed_passes(lambda: scorer.scores(data), warmup, s["repeats"])
+    return eval_record(bench, clocks, scores, args.eval_batch_size, memory.result(), jit_compile=jit_compile,
                        threads=threads, prompts=fold_prompt(model), prompt_ids=list(model.prompt_token_ids),
                        padded_tokens=int(sum(data.lengths[idx].max() * len(idx) for idx in batches)))
 
@@ -283,23 +303,23 @@ def stage_eval_naive(bench, prompts, batch_size=32):
             naive_scores(mlm, data, bench.label_ids, batch_size, s["maxlen"], rows=range(min(batch_size, n)))
             if n % batch_size:
                 naive_scores(mlm, data, bench.label_ids, batch_size, s["maxlen"], rows=range(n - n % batch_size, n))
-        scores, seconds = timed_passes(lambda: naive_scores(mlm, data, bench.label_ids, batch_size, s["maxlen"]),
-                                       warmup, s["repeats"])
-    return eval_record(bench, seconds, scores, batch_size, memory.result(), threads=threads,
+        scores, clocks = timed_passes(lambda: naive_scores(mlm, data, bench.label_ids, batch_size, s["maxlen"]),
+                                      warmup, s["repeats"])
+    return eval_record(bench, clocks, scores, batch_size, memory.result(), threads=threads,
                        padded_tokens=n * s["maxlen"])
 
 
 def stage_eval_transformers(bench, prompts, batch_size=32):
     """transformers BertForMaskedLM in torch on the same token ids, padded to maxlen as usual."""
     import numpy as np
+    import torch
+    import transformers  # imported before measuring, as TensorFlow is for the other stages
 
     from few_shot.loading import pad_batch
+    transformers.logging.set_verbosity_error()
     s = bench.settings
+    torch.set_num_threads(s["threads"])
     with MemoryMeter() as memory:
-        import torch
-        import transformers
-        transformers.logging.set_verbosity_error()
-        torch.set_num_threads(s["threads"])
         model = transformers.BertForMaskedLM.from_pretrained(bench.model_dir).eval()
         with torch.no_grad():
             model.get_input_embeddings().weight[bench.prompt_ids] = torch.from_numpy(np.asarray(prompts))
@@ -319,9 +339,9 @@ def stage_eval_transformers(bench, prompts, batch_size=32):
                     out.append(label_scores_at_mask(logits, masks, label_ids).numpy())
             return np.concatenate(out).astype("float32")
         n = len(data)
-        scores, seconds = timed_passes(lambda: run(np.arange(n)), lambda: run(np.arange(min(batch_size, n))),
-                                       s["repeats"])
-    return eval_record(bench, seconds, scores, batch_size, memory.result(),
+        scores, clocks = timed_passes(lambda: run(np.arange(n)), lambda: run(np.arange(min(batch_size, n))),
+                                      s["repeats"])
+    return eval_record(bench, clocks, scores, batch_size, memory.result(),
                        threads={"torch_intra_op": torch.get_num_threads(),
                                 "torch_inter_op": torch.get_num_interop_threads()},
                        attention=getattr(model.config, "_attn_implementation", None),
@@ -344,17 +364,19 @@ def stage_train_step(bench, method, warmup_steps=2):
         batches = training_batches(bench.train_set, args.batch_size, args.seed)
         for _ in range(warmup_steps):  # two shapes: the train function's relaxed-shape trace
             model.train_on_batch(*next(batches))
-        seconds, samples, tokens = [], 0, 0
+        clocks, samples, tokens = [], 0, 0
         for _ in range(s["train_steps"]):
             x, y = next(batches)
-            start = time.perf_counter()
-            model.train_on_batch(x, y)  # returns the loss as a float: the step has finished
-            seconds.append(time.perf_counter() - start)
+            with Clock() as clock:
+                model.train_on_batch(x, y)  # returns the loss as a float: the step has finished
+            clocks.append(clock)
             samples += len(y)
             tokens += x["token_ids"].size
-    return {"method": method, "steps": len(seconds), "batch_size": args.batch_size, "samples": samples,
-            "padded_tokens": tokens, "seconds": [round(t, 4) for t in seconds], "total_seconds": sum(seconds),
-            "samples_per_s": samples / sum(seconds), "trainable_params": count_params(model.trainable_weights),
+    seconds, cpu = sum(c.seconds for c in clocks), sum(c.cpu_seconds for c in clocks)
+    return {"method": method, "steps": len(clocks), "batch_size": args.batch_size, "samples": samples,
+            "padded_tokens": tokens, "seconds": [round(c.seconds, 4) for c in clocks], "total_seconds": seconds,
+            "total_cpu_seconds": cpu, "samples_per_s": samples / seconds, "samples_per_cpu_s": samples / cpu,
+            "trainable_params": count_params(model.trainable_weights),
             "lr": args.lr, "jit_compile": bool(model.jit_compile), "memory": memory.result(), "threads": threads}
 
 
@@ -379,7 +401,7 @@ def fixed_padding_dataset(data, batch_size, seed, length, pad_id=0):
 
 def stage_epoch(bench, variant):
     """One p-tuning epoch as cli.run_training runs it (fit, then valid and test accuracy), after a
-    warm-up (2 steps + 2 eval batches) so that tracing is not counted; `variant` ours or naive."""
+    warm-up (1 step + 2 eval batches) so that tracing is not counted; `variant` ours or naive."""
     import keras
     import numpy as np
 
@@ -393,37 +415,47 @@ def stage_epoch(bench, variant):
         model, args = build_model("ptuning", bench, mlm)
         model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=model.loss_function())
         steps = max(1, -(-len(bench.train_set) * args.passes_per_epoch // args.batch_size))  # as run_training
+        valid = bench.valid_set
         if variant == "ours":
             dataset = training_dataset(bench.train_set, args.batch_size, args.seed)
             scorer = Scorer(model, args.eval_batch_size)
+            size = args.eval_batch_size
 
-            def accuracy(data, rows=None):
-                if rows is not None:  # warm-up
-                    return scorer.fn(data.batch(np.asarray(rows))[0])
+            def accuracy(data):
                 return scorer.accuracy(data)
+
+            def eval_batch(idx):
+                scorer.fn(valid.batch(idx)[0])
+            order = np.argsort(valid.lengths, kind="stable")  # Scorer's batch order
         else:
             dataset = fixed_padding_dataset(bench.train_set, args.batch_size, args.seed, args.maxlen,
                                             bench.tokenizer.pad_id)
+            size = 32
 
-            def accuracy(data, rows=None):
+            def accuracy(data):
                 write_prompt_rows(mlm.model, model.prompt_token_ids, fold_prompt(model))
-                scores = naive_scores(mlm, data, bench.label_ids, 32, args.maxlen, rows)
-                return float(np.mean(scores.argmax(-1) == (data.labels if rows is None else data.labels[rows])))
+                return float(np.mean(naive_scores(mlm, data, bench.label_ids, size, args.maxlen).argmax(-1)
+                                     == data.labels))
+
+            def eval_batch(idx):
+                naive_scores(mlm, valid, bench.label_ids, size, args.maxlen, idx)
+            order = np.arange(len(valid))
         start = time.perf_counter()
-        model.fit(dataset, epochs=1, steps_per_epoch=2, verbose=0)
-        order = np.argsort(bench.valid_set.lengths)
-        accuracy(bench.valid_set, order[:32])
-        accuracy(bench.valid_set, order[-32:])
+        # one step traces the train function (tf.data gives it unknown lengths: no retrace later)
+        model.fit(dataset, epochs=1, steps_per_epoch=1, shuffle=False, verbose=0)
+        eval_batch(order[:size])
+        if len(order) > size:
+            eval_batch(order[(len(order) - 1) // size * size:])
         warmup = time.perf_counter() - start
-        start = time.perf_counter()
-        history = model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
-        train_seconds = time.perf_counter() - start
-        valid_acc, test_acc = accuracy(bench.valid_set), accuracy(bench.test_set)
-        seconds = time.perf_counter() - start
+        with Clock() as epoch:
+            with Clock() as train:
+                history = model.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
+            valid_acc, test_acc = accuracy(bench.valid_set), accuracy(bench.test_set)
     return {"variant": variant, "steps": steps, "train_rows": len(bench.train_set), "passes": args.passes_per_epoch,
             "valid_rows": len(bench.valid_set), "test_rows": len(bench.test_set), "warmup_seconds": warmup,
-            "train_seconds": train_seconds, "eval_seconds": seconds - train_seconds, "seconds": seconds,
-            "loss": float(history.history["loss"][-1]), "valid_acc": valid_acc, "test_acc": test_acc,
+            "train_seconds": train.seconds, "eval_seconds": epoch.seconds - train.seconds, "seconds": epoch.seconds,
+            "cpu_seconds": epoch.cpu_seconds, "loss": float(history.history["loss"][-1]), "valid_acc": valid_acc,
+            "test_acc": test_acc,
             "memory": memory.result(), "threads": threads}
 
 
@@ -440,7 +472,8 @@ def tensorflow_started():
 
 def _child(fn, kwargs, conn):
     try:
-        conn.send((True, fn(**kwargs)))
+        result = fn(**kwargs)
+        conn.send((True, {**result, "stage_cpu_seconds": time.process_time()}))
     except BaseException:  # report anything, the parent raises it
         conn.send((False, traceback.format_exc()))
     finally:
@@ -449,8 +482,11 @@ def _child(fn, kwargs, conn):
 
 def run_stage(fn, isolation, **kwargs):
     """fn(**kwargs) in a forked child (its own threads and peak memory) or in this process."""
+    start, cpu = time.perf_counter(), time.process_time()
     if isolation == "none":
-        return fn(**kwargs)
+        result = fn(**kwargs)
+        return {**result, "stage_wall_seconds": time.perf_counter() - start,
+                "stage_cpu_seconds": time.process_time() - cpu}
     import multiprocessing
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
@@ -464,7 +500,8 @@ def run_stage(fn, isolation, **kwargs):
     process.join()
     if not ok:
         raise RuntimeError(f"stage {fn.__name__} failed (exit code {process.exitcode}):\n{payload or ''}")
-    return payload
+    # with loading and warm-up; CPU seconds well below wall seconds x threads = other jobs took the CPU
+    return {**payload, "stage_wall_seconds": time.perf_counter() - start}
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -475,7 +512,7 @@ def resolve_settings(args):
     defaults = QUICK if args.quick else FULL
     s = {key: getattr(args, key) if getattr(args, key) is not None else value for key, value in defaults.items()}
     models = [m.strip() for m in s["models"].split(",") if m.strip()]
-    stages = [x.strip() for x in args.stages.split(",") if x.strip()]
+    stages = [x.strip() for x in s["stages"].split(",") if x.strip()]
     base_stages = [x.strip() for x in args.base_stages.split(",") if x.strip()]
     bad = [x for x in stages + base_stages if x not in STAGES]
     if bad:
@@ -584,7 +621,6 @@ def plan_stages(settings):
 
 def run_benchmark(settings, data_folder, progress=True):
     """All stages -> the report dict (see the module docstring)."""
-    import numpy as np
     from tqdm.auto import tqdm
 
     from few_shot.loading import DEFAULT_MODEL
@@ -645,7 +681,8 @@ def _model_config(model_dir):
 
 def _headline(stage, result):
     if stage == "epoch":
-        return f"{result['seconds']:.1f} s (train {result['train_seconds']:.1f} s + eval {result['eval_seconds']:.1f} s)"
+        return (f"{result['seconds']:.1f} s (train {result['train_seconds']:.1f} s + eval "
+                f"{result['eval_seconds']:.1f} s)")
     return f"{result['samples_per_s']:.1f} samples/s"
 
 
@@ -656,17 +693,21 @@ def _finish_stage(stage, results):
         out.update(compare_eval(results))
         use_xla = "fast_xla" in results and results["fast_xla"]["samples_per_s"] > results["fast"]["samples_per_s"]
         out["fast_jit_compile"] = use_xla
-        fast = results["fast_xla" if use_xla else "fast"]["samples_per_s"]
-        out["fast_samples_per_s"] = fast
-        out["speedup_vs_naive"] = fast / results["naive"]["samples_per_s"]
-        out["speedup_vs_transformers"] = fast / results["transformers"]["samples_per_s"]
+        fast = results["fast_xla" if use_xla else "fast"]
+        out["fast_samples_per_s"] = fast["samples_per_s"]
+        for other in ("naive", "transformers"):
+            out[f"speedup_vs_{other}"] = fast["samples_per_s"] / results[other]["samples_per_s"]
+            out[f"speedup_vs_{other}_cpu"] = fast["samples_per_cpu_s"] / results[other]["samples_per_cpu_s"]
         for r in results.values():
             r.pop("scores", None)
             r.pop("prompts", None)
     elif stage == "train":
-        out["speedup_ptuning_vs_finetune"] = results["ptuning"]["samples_per_s"] / results["finetune"]["samples_per_s"]
+        p, f = results["ptuning"], results["finetune"]
+        out["speedup_ptuning_vs_finetune"] = p["samples_per_s"] / f["samples_per_s"]
+        out["speedup_ptuning_vs_finetune_cpu"] = p["samples_per_cpu_s"] / f["samples_per_cpu_s"]
     else:
         out["speedup_vs_naive"] = results["naive"]["seconds"] / results["ours"]["seconds"]
+        out["speedup_vs_naive_cpu"] = results["naive"]["cpu_seconds"] / results["ours"]["cpu_seconds"]
     return out
 
 
@@ -677,13 +718,16 @@ def headline(report, settings):
     for i, name in enumerate(settings["models"]):
         entry, suffix = report["models"][name], "" if i == 0 else f"_{name}"
         if "eval" in entry:
-            out[f"eval_speedup_vs_transformers{suffix}"] = entry["eval"]["speedup_vs_transformers"]
-            out[f"eval_speedup_vs_naive{suffix}"] = entry["eval"]["speedup_vs_naive"]
+            for key in ("speedup_vs_transformers", "speedup_vs_naive"):
+                out[f"eval_{key}{suffix}"] = entry["eval"][key]
+                out[f"eval_{key}_cpu{suffix}"] = entry["eval"][f"{key}_cpu"]
             identical.append(entry["eval"]["predictions_identical"])
         if "train" in entry:
             out[f"train_speedup_ptuning_vs_finetune{suffix}"] = entry["train"]["speedup_ptuning_vs_finetune"]
+            out[f"train_speedup_ptuning_vs_finetune_cpu{suffix}"] = entry["train"]["speedup_ptuning_vs_finetune_cpu"]
         if "epoch" in entry:
             out[f"epoch_speedup_vs_naive{suffix}"] = entry["epoch"]["speedup_vs_naive"]
+            out[f"epoch_speedup_vs_naive_cpu{suffix}"] = entry["epoch"]["speedup_vs_naive_cpu"]
     if identical:
         out["predictions_identical"] = all(identical)
     out["headline_model"] = settings["models"][0]
@@ -693,12 +737,13 @@ def headline(report, settings):
 VARIANT_LABELS = {"fast": "few_shot fast (Scorer)", "fast_xla": "few_shot fast (Scorer, XLA)",
                   "naive": "few_shot naive (full vocab, pad {maxlen})", "transformers": "transformers (torch)",
                   "ptuning": "p-tuning (BiLSTM prompt, frozen MLM)", "finetune": "finetune (whole MLM)",
-                  "ours": "ours (bucketed padding, Scorer eval)", "naive_epoch": "naive (pad {maxlen}, full-vocab eval)"}
+                  "ours": "ours (bucketed padding, Scorer eval)",
+                  "naive_epoch": "naive (pad {maxlen}, full-vocab eval)"}
 
 
 def markdown(report, settings):
-    lines = ["| model | stage | variant | rows | batch | result | peak RSS MB (+ stage) |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = ["| model | stage | variant | rows | batch | result (wall) | per CPU-second | peak RSS MB (+ stage) |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
     for name, entry in report["models"].items():
         for stage in STAGES:
             if stage not in entry:
@@ -710,33 +755,72 @@ def markdown(report, settings):
                     chosen = variant == ("fast_xla" if entry["eval"]["fast_jit_compile"] else "fast")
                     rows, batch = r["rows"], r["batch_size"]
                     result = f"{'**' if chosen else ''}{r['samples_per_s']:.1f} samples/s{'**' if chosen else ''}"
+                    cpu = f"{r['samples_per_cpu_s']:.1f} samples"
                 elif stage == "train":
                     rows, batch, result = f"{r['steps']} steps", r["batch_size"], f"{r['samples_per_s']:.1f} samples/s"
+                    cpu = f"{r['samples_per_cpu_s']:.1f} samples"
                 else:
                     rows = f"{r['train_rows']}x{r['passes']} + {r['valid_rows']} + {r['test_rows']}"
-                    batch, result = 32, f"{r['seconds']:.1f} s"
+                    batch, result, cpu = 32, f"{r['seconds']:.1f} s", f"{r['cpu_seconds']:.1f} CPU-s"
                 m = r["memory"]
-                lines.append(f"| {name} | {stage} | {label} | {rows} | {batch} | {result} | "
+                lines.append(f"| {name} | {stage} | {label} | {rows} | {batch} | {result} | {cpu} | "
                              f"{m['peak_rss_mb']:.0f} (+{m['peak_delta_mb']:.0f}) |")
     lines.append("")
     for name, entry in report["models"].items():
         parts = []
         if "eval" in entry:
             e = entry["eval"]
-            parts.append(f"eval fast/transformers **{e['speedup_vs_transformers']:.2f}x**, fast/naive "
-                         f"{e['speedup_vs_naive']:.2f}x (XLA {'on' if e['fast_jit_compile'] else 'off'}); "
+            parts.append(f"eval fast/transformers **{e['speedup_vs_transformers']:.2f}x** (CPU time "
+                         f"{e['speedup_vs_transformers_cpu']:.2f}x), fast/naive {e['speedup_vs_naive']:.2f}x "
+                         f"({e['speedup_vs_naive_cpu']:.2f}x) (XLA {'on' if e['fast_jit_compile'] else 'off'}); "
                          f"predictions identical (fast vs naive): {'yes' if e['predictions_identical'] else 'NO'}; "
                          f"max |diff| of label logits: fast-naive {e['max_abs_diff_fast_vs_naive']:.1e}, "
                          f"fast-transformers {e['max_abs_diff_fast_vs_transformers']:.1e}")
         if "train" in entry:
-            parts.append(f"train step p-tuning/finetune {entry['train']['speedup_ptuning_vs_finetune']:.2f}x")
+            t = entry["train"]
+            parts.append(f"train step p-tuning/finetune {t['speedup_ptuning_vs_finetune']:.2f}x "
+                         f"({t['speedup_ptuning_vs_finetune_cpu']:.2f}x)")
         if "epoch" in entry:
-            parts.append(f"epoch naive/ours **{entry['epoch']['speedup_vs_naive']:.2f}x**")
+            parts.append(f"epoch naive/ours **{entry['epoch']['speedup_vs_naive']:.2f}x** "
+                         f"({entry['epoch']['speedup_vs_naive_cpu']:.2f}x)")
         lines.append(f"- {name}: " + "; ".join(parts))
+    lines.append("- (x): the same ratio on CPU seconds of the timed part (all threads), steadier than wall "
+                 "time while other jobs share the CPU")
     lines.append(f"- samples/s: rows / best of {settings['repeats']} timed passes after warm-up; "
                  f"{settings['threads']} intra-op threads for TensorFlow and torch; stages isolated by "
                  f"{settings['isolation']}; peak RSS is the stage process's VmHWM, (+) its growth during the stage")
+    lines.append(f"- CPU share: the stages used {cpu_share(report):.2f} CPU-seconds per wall second "
+                 f"(of {settings['threads']} threads; well below that = other jobs had the CPU, timings are noisy)")
+    lines += [f"- note: {n}" for n in notes(report, settings)]
     return "\n".join(lines)
+
+
+def cpu_share(report):
+    """CPU seconds / wall seconds summed over all stages (loading and warm-up included)."""
+    runs = [r for entry in report["models"].values() for stage in entry.values()
+            if isinstance(stage, dict) and "variants" in stage for r in stage["variants"].values()]
+    wall = sum(r["stage_wall_seconds"] for r in runs)
+    return sum(r["stage_cpu_seconds"] for r in runs) / wall if wall else float("nan")
+
+
+def notes(report, settings):
+    """What a reader of the numbers should know about this run's subsets."""
+    out = []
+    for name, entry in report["models"].items():
+        if "eval" in entry:
+            fast = entry["eval"]["variants"]["fast"]
+            if fast["rows"] <= fast["batch_size"]:
+                out.append(f"{name}: {fast['rows']} eval rows are one batch of the fast path, so its dynamic "
+                           f"padding saves nothing here; the full test set shows its whole gain")
+        if "epoch" in entry:
+            r = entry["epoch"]["variants"]["ours"]
+            if r["passes"] != 50 or r["valid_rows"] < 2111:
+                out.append(f"{name}: the epoch is {r['passes']} pass(es) over {r['train_rows']} rows (the main "
+                           f"scripts do 50) and is evaluated on the first {r['valid_rows']} valid / "
+                           f"{r['test_rows']} test rows, the same for ours and naive")
+    if "base" in report["models"]:
+        out.append("base: random weights (the shape of BERT-base, not its predictions)")
+    return out
 
 
 def main(argv=None):
@@ -760,7 +844,8 @@ def main(argv=None):
         result = {**headline(report, settings), "wall_seconds": round(time.time() - start, 1),
                   "command": [os.path.relpath(os.path.abspath(__file__))] + argv, "quick": args.quick,
                   "settings": settings, "machine": info,
-                  "rows": _rows_summary(report), "table": table, **report}
+                  "rows": _rows_summary(report), "cpu_share": cpu_share(report), "notes": notes(report, settings),
+                  "table": table, **report}
         print(table)
         if args.json:
             os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
