@@ -129,6 +129,11 @@ def mean_std(values):
     return mean, std
 
 
+def format_mean_std(mean, std, n):
+    """'0.5717 ± 0.0123' over several runs; one run: its value alone (its std would say nothing)."""
+    return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
+
+
 def check_output(output, config):
     """An output folder is new, empty, or ours with the same training options (resume); else an error.
     Writes `experiment.json` (the options) there."""

@@ -503,16 +503,21 @@ class MLMBatches(keras.utils.PyDataset):
         self._next = start_step
         self._blocks, self._states = {}, {}
         self._lock = threading.Lock()
+        self.rewinds = 0  # replays (each re-reads the stream from a remembered state): should stay ~0
+        self.late_requests, self._latest = 0, -1  # requests for a step before one already asked for
 
     def __len__(self):
         return self.num_steps
 
     def blocks(self, step):
         with self._lock:
+            self.late_requests += step < self._latest
+            self._latest = max(self._latest, step)
             if step not in self._blocks and step < self._next:
                 if step not in self._states:
                     raise RuntimeError(f"batch for step {step} is too far behind to replay")
                 self.stream.restore(self._states[step])
+                self.rewinds += 1
                 self._next = step
             while self._next <= step:
                 self._states[self._next] = self.stream.state()
@@ -835,7 +840,9 @@ class PretrainingRun:
         return {"start_step": self.start_step, "end_step": end_step, "wall_time_s": self.elapsed(),
                 "train_time_s": round(train_s, 3), "tokens_per_second": round(self.tokens_per_second(), 1),
                 "tokens_per_second_overall": round(self.steps_done * self.tokens_per_step / train_s, 1)
-                if train_s else 0.0, "backend": keras.backend.backend(), "strategy": self.strategy_name}
+                if train_s else 0.0, "backend": keras.backend.backend(), "strategy": self.strategy_name,
+                **({"batch_rewinds": self.batches.rewinds, "batch_late_requests": self.batches.late_requests}
+                   if getattr(self, "batches", None) else {})}
 
     def history(self, end_step):
         return {"checkpoints": self.checkpoints, "runs": self.previous_runs + [self.this_run(end_step)]}
@@ -912,7 +919,9 @@ class PretrainingRun:
                  f"{'whole-word' if c.whole_word else 'token'} masking; steps {self.start_step}->{c.steps}; "
                  f"backend {keras.backend.backend()}" + (f", {self.strategy_name}" if self.strategy_name else ""))
         if remaining:
-            self.model.fit(self.batches, epochs=1, verbose=0, callbacks=[_Trainer(self)])
+            # shuffle=False: Keras would otherwise ask for the batches in random order, and each
+            # out-of-order batch means rewinding the packed stream and re-tokenising up to it
+            self.model.fit(self.batches, epochs=1, verbose=0, shuffle=False, callbacks=[_Trainer(self)])
         else:
             self.say(f"the checkpoint is at step {self.start_step} >= --steps {c.steps}: nothing to train, exporting")
         end_step = self.start_step + self.steps_done

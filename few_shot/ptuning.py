@@ -95,9 +95,9 @@ class PtuningModel(keras.Model):
         """The [prompt_length, hidden] vectors that replace the prompt tokens' embeddings."""
         return self.prompt_encoder(training=training)
 
-    def call(self, inputs, training=False):
+    def hidden_states(self, inputs, training=False):
+        """The backbone's last hidden states [B, T, H], prompt-token embeddings replaced."""
         token_ids, segment_ids = split_inputs(inputs)
-        mask_positions = ops.cast(inputs["mask_positions"], "int32")
         embeddings = self.backbone.embed_tokens(token_ids)
         if self.prompt_encoder is not None:
             prompts = ops.cast(self.prompt_embeddings(training), embeddings.dtype)
@@ -105,7 +105,11 @@ class PtuningModel(keras.Model):
             match = ops.cast(ops.equal(token_ids[:, :, None], ids[None, None, :]), embeddings.dtype)
             embeddings = (embeddings * (1.0 - ops.sum(match, axis=-1, keepdims=True))
                           + ops.einsum("btp,ph->bth", match, prompts))
-        hidden = self.backbone.encode(token_ids, segment_ids, token_embeddings=embeddings, training=training)
+        return self.backbone.encode(token_ids, segment_ids, token_embeddings=embeddings, training=training)
+
+    def call(self, inputs, training=False):
+        hidden = self.hidden_states(inputs, training)
+        mask_positions = ops.cast(inputs["mask_positions"], "int32")
         # gather the mask slots with a one-hot matmul: portable across backends and cheap
         select = ops.one_hot(mask_positions, ops.shape(hidden)[1], dtype=hidden.dtype)  # [B, M, T]
         at_mask = self.backbone.mlm_head.transform(ops.matmul(select, hidden))  # [B, M, H]

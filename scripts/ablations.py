@@ -64,8 +64,8 @@ def main(argv=None):
 
     from few_shot.cli import user_errors
     from few_shot.errors import FewShotError
-    from few_shot.experiments import (check_output, forward_options, mean_std, method_args, parse_list, progress, run_one,
-                                      test_acc, valid_acc)
+    from few_shot.experiments import (check_output, format_mean_std, forward_options, mean_std, method_args,
+                                      parse_list, progress, run_one, test_acc, valid_acc)
     from few_shot.ptuning import INITS
 
     with user_errors():
@@ -133,8 +133,8 @@ def main(argv=None):
                  "|---|---|---:|---|---|---:|"]
         for s in summary:
             lines.append(f"| {s['group']} | {s['setting']} | {s['trainable_params']:,} | "
-                         f"{s['test_acc_mean']:.4f} ± {s['test_acc_std']:.4f} | "
-                         f"{s['valid_acc_mean']:.4f} ± {s['valid_acc_std']:.4f} | {s['n']} |")
+                         f"{format_mean_std(s['test_acc_mean'], s['test_acc_std'], s['n'])} | "
+                         f"{format_mean_std(s['valid_acc_mean'], s['valid_acc_std'], s['n'])} | {s['n']} |")
         with open(os.path.join(args.output, "ablations.md"), "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
         print("\n".join(lines[4:]))

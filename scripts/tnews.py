@@ -48,8 +48,8 @@ def main(argv=None):
 
     from few_shot.cli import user_errors
     from few_shot.errors import FewShotError
-    from few_shot.experiments import (check_output, forward_options, mean_std, method_args, parse_list, progress, run_one,
-                                      test_acc, valid_acc)
+    from few_shot.experiments import (check_output, format_mean_std, forward_options, mean_std, method_args,
+                                      parse_list, progress, run_one, test_acc, valid_acc)
 
     with user_errors():
         folds = parse_list(args.folds, "--folds", int)
@@ -102,8 +102,8 @@ def main(argv=None):
                  "|---|---|---:|---|---|"]
         for s in summary:
             lines.append(f"| {s['method']} | {','.join(map(str, s['folds']))} | {s['trainable_params']:,} | "
-                         f"{s['test_acc_mean']:.4f} ± {s['test_acc_std']:.4f} | "
-                         f"{s['valid_acc_mean']:.4f} ± {s['valid_acc_std']:.4f} |")
+                         f"{format_mean_std(s['test_acc_mean'], s['test_acc_std'], s['n'])} | "
+                         f"{format_mean_std(s['valid_acc_mean'], s['valid_acc_std'], s['n'])} |")
         with open(os.path.join(args.output, "tnews.md"), "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
         print("\n".join(lines[4:]))

@@ -133,3 +133,30 @@ def test_refuses_to_overwrite_json_without_flag(bench, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and str(path) in err[0] and "--overwrite" in err[0], err
     assert path.read_text() == "{}"
+
+
+@pytest.mark.parametrize("objective", ["label", "vocab"])
+def test_naive_trainer_scores_as_the_model_through_full_vocabulary_logits(bench, tmp_path, objective):
+    from few_shot.loading import load_mlm
+    from few_shot.ptuning import PtuningModel
+    # no dropout, so that training=True is deterministic too
+    mlm = load_mlm(build_tiny_bert(str(tmp_path / "bert"), os.path.join(BUNDLED_MODEL_DIR, "vocab.txt"),
+                                   arch="masked_lm", hidden_size=16, intermediate_size=32,
+                                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    tok = mlm.tokenizer
+    model = PtuningModel(mlm.model, [[tok.token_to_id("不")], [tok.token_to_id("很")]],
+                         [tok.token_to_id(f"[unused{i}]") for i in range(1, 5)], objective=objective, seed=3)
+    ids = np.array([[101, 1, 2, 103, 3, 4, 6821, 2523, 102, 0, 0], [101, 1, 2, 103, 3, 4, 679, 102, 0, 0, 0]])
+    inputs = {"token_ids": ids, "segment_ids": np.zeros_like(ids), "mask_positions": np.array([[3], [3]])}
+    naive = bench.full_logits_trainer(model)
+    for training in (False, True):  # vocab + training: full-vocabulary log-probs, computed two ways
+        np.testing.assert_allclose(np.asarray(naive(inputs, training=training)),
+                                   np.asarray(model(inputs, training=training)), atol=1e-4)
+    assert {id(w) for w in naive.trainable_weights} == {id(w) for w in model.trainable_weights}
+
+
+def test_epoch_ours_and_naive_train_the_same_model(tiny_run):
+    report, _ = tiny_run
+    ours, naive = (next(iter(report["models"].values()))["epoch"]["variants"][v] for v in ("ours", "naive"))
+    assert ours["loss"] == pytest.approx(naive["loss"], rel=1e-3)
+    assert ours["valid_acc"] == naive["valid_acc"] and ours["test_acc"] == naive["test_acc"]

@@ -147,5 +147,12 @@ def test_ablations_table_and_resume(tiny_setup, tmp_path):
     params = {(r["group"], r["setting"]): r["trainable_params"] for r in results["summary"]}
     assert params[("encoder", "none")] == 8 * 16 and params[("length", "2")] < params[("encoder", "lstm")]
     assert "| encoder | none | 128 |" in table
+    assert "±" not in table.splitlines()[-1]  # one seed: no std column noise
     second = run_script("ablations.py", *cmd)
     assert second.returncode == 0 and "trained 0 new run(s)" in second.stdout, second.stdout[-2000:]
+
+
+def test_format_mean_std_leaves_out_the_std_of_one_run():
+    from few_shot.experiments import format_mean_std
+    assert format_mean_std(0.57166, 0.0, 1) == "0.5717"
+    assert format_mean_std(0.5, 0.01234, 3) == "0.5000 ± 0.0123"
