@@ -687,7 +687,9 @@ def zero_shot_probe(bert, tokenizer, rows, maxlen, batch_size=64):
     predictions = np.zeros(len(rows), dtype=np.int64)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        t = pad_batch([encoded[i] for i in chunk], tokenizer.pad_id)
+        rows_ids = [encoded[i] for i in chunk]
+        # lengths rounded up to 32: a handful of traced shapes instead of one per batch
+        t = pad_batch(rows_ids, tokenizer.pad_id, -(-max(len(r) for r in rows_ids) // 32) * 32)
         scores = keras.ops.convert_to_numpy(fn(t, np.zeros_like(t)))
         predictions[chunk] = np.argmax(scores, axis=-1)
     labels = np.array([label for _, label in rows])
