@@ -6,9 +6,10 @@ import os
 import shutil
 import sys
 import time
+import warnings
 
 from few_shot.errors import FewShotError
-from few_shot.datasets import TNEWS_VERBALIZER
+from few_shot.datasets import TNEWS_VERBALIZER, DataWarning
 from few_shot.pattern import PTUNING_PATTERN, SENTIMENT_VERBALIZER, ZERO_SHOT_PATTERN, Pattern, Verbalizer
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,8 +118,6 @@ def first_rows(rows, n, flag):
         return rows
     kept, every = {label for _, label in rows[:n]}, {label for _, label in rows}
     if kept != every:
-        import warnings
-        from few_shot.datasets import DataWarning
         warnings.warn(f"{flag} {n} keeps {len(kept)} of the {len(every)} labels (the file is ordered by label?); "
                       f"evaluate on more rows or all of them", DataWarning)
     return rows[:n]

@@ -687,9 +687,7 @@ def zero_shot_probe(bert, tokenizer, rows, maxlen, batch_size=64):
     predictions = np.zeros(len(rows), dtype=np.int64)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        rows_ids = [encoded[i] for i in chunk]
-        # lengths rounded up to 32: a handful of traced shapes instead of one per batch
-        t = pad_batch(rows_ids, tokenizer.pad_id, -(-max(len(r) for r in rows_ids) // 32) * 32)
+        t = pad_batch([encoded[i] for i in chunk], tokenizer.pad_id)
         scores = keras.ops.convert_to_numpy(fn(t, np.zeros_like(t)))
         predictions[chunk] = np.argmax(scores, axis=-1)
     labels = np.array([label for _, label in rows])
@@ -818,6 +816,7 @@ class PretrainingRun:
         self.t_last_end, self.pause_s, self.pause_at_last_end = None, 0.0, 0.0
         self.tokens_per_step = c.batch_size * c.maxlen
         self.strategy_name = None
+        self.batches = None  # MLMBatches, made in run()
 
     def say(self, message):
         if self.config.progress:
@@ -844,7 +843,7 @@ class PretrainingRun:
                 "tokens_per_second_overall": round(self.steps_done * self.tokens_per_step / train_s, 1)
                 if train_s else 0.0, "backend": keras.backend.backend(), "strategy": self.strategy_name,
                 **({"batch_rewinds": self.batches.rewinds, "batch_late_requests": self.batches.late_requests}
-                   if getattr(self, "batches", None) else {})}
+                   if self.batches is not None else {})}
 
     def history(self, end_step):
         return {"checkpoints": self.checkpoints, "runs": self.previous_runs + [self.this_run(end_step)]}

@@ -418,7 +418,7 @@ def full_logits_trainer(model):
         def call(self, inputs, training=False):
             m, backbone = self.ptuning, self.ptuning.backbone
             hidden = m.hidden_states(inputs, training)
-            logits = backbone.mlm_head(hidden, backbone.embedding_matrix)  # [B, T, vocab]
+            logits = backbone.mlm_logits(hidden)  # [B, T, vocab]
             select = ops.one_hot(ops.cast(inputs["mask_positions"], "int32"), ops.shape(logits)[1],
                                  dtype=logits.dtype)
             at_mask = ops.matmul(select, logits)  # [B, M, vocab]
