@@ -678,21 +678,27 @@ def export_google(bert, vocab_path, folder):
 
 # -- probe --------------------------------------------------------------------------------------
 
-def zero_shot_probe(bert, tokenizer, rows, maxlen, batch_size=64):
-    """Accuracy of `[MASK]满意。{text}` with 很 (1) vs 不 (0) at the mask, read with `mlm_logits`."""
-    label_ids = [tokenizer.token_to_id(PROBE_WORDS[0]), tokenizer.token_to_id(PROBE_WORDS[1])]
-    encoded = [tokenizer.encode(PROBE_PATTERN.replace("{text}", text), maxlen=maxlen)[0] for text, _ in rows]
-    fn = inference_function(lambda t, s: bert.mlm_logits(bert.encode(t, s)[:, 1], label_ids=label_ids))
-    order = np.argsort([len(e) for e in encoded], kind="stable")
-    predictions = np.zeros(len(rows), dtype=np.int64)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        t = pad_batch([encoded[i] for i in chunk], tokenizer.pad_id)
-        scores = keras.ops.convert_to_numpy(fn(t, np.zeros_like(t)))
-        predictions[chunk] = np.argmax(scores, axis=-1)
-    labels = np.array([label for _, label in rows])
-    return {"accuracy": float(np.mean(predictions == labels)), "rows": len(rows),
-            "predicted_1": float(np.mean(predictions == 1))}
+class ZeroShotProbe:
+    """Accuracy of `[MASK]满意。{text}` with 很 (1) vs 不 (0) at the mask, read with `mlm_logits`.
+    Built once per run: the rows are encoded and the scoring function traced once, and every call
+    reads the model's current weights (a new function per checkpoint would retrace each time)."""
+
+    def __init__(self, bert, tokenizer, rows, maxlen, batch_size=64):
+        label_ids = [tokenizer.token_to_id(PROBE_WORDS[0]), tokenizer.token_to_id(PROBE_WORDS[1])]
+        encoded = [tokenizer.encode(PROBE_PATTERN.replace("{text}", text), maxlen=maxlen)[0] for text, _ in rows]
+        order = np.argsort([len(e) for e in encoded], kind="stable")
+        self.chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        self.batches = [pad_batch([encoded[i] for i in chunk], tokenizer.pad_id) for chunk in self.chunks]
+        self.labels = np.array([label for _, label in rows])
+        self.fn = inference_function(lambda t, s: bert.mlm_logits(bert.encode(t, s)[:, 1], label_ids=label_ids))
+
+    def __call__(self):
+        predictions = np.zeros(len(self.labels), dtype=np.int64)
+        for chunk, t in zip(self.chunks, self.batches):
+            scores = keras.ops.convert_to_numpy(self.fn(t, np.zeros_like(t)))
+            predictions[chunk] = np.argmax(scores, axis=-1)
+        return {"accuracy": float(np.mean(predictions == self.labels)), "rows": len(self.labels),
+                "predicted_1": float(np.mean(predictions == 1))}
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -816,7 +822,7 @@ class PretrainingRun:
         self.t_last_end, self.pause_s, self.pause_at_last_end = None, 0.0, 0.0
         self.tokens_per_step = c.batch_size * c.maxlen
         self.strategy_name = None
-        self.batches = None  # MLMBatches, made in run()
+        self.batches = self.probe = None  # MLMBatches and ZeroShotProbe, made in run()
 
     def say(self, message):
         if self.config.progress:
@@ -868,8 +874,8 @@ class PretrainingRun:
 
     def checkpoint(self, step):
         entry = {"step": step, "loss_avg20": float(np.mean(self.losses[-20:])), "time_s": self.elapsed()}
-        if self.probe_rows:
-            entry["probe"] = zero_shot_probe(self.bert, self.tokenizer, self.probe_rows, self.config.maxlen)
+        if self.probe:
+            entry["probe"] = self.probe()
             self.say(f"step {step}: zero-shot probe accuracy {entry['probe']['accuracy']:.4f} on "
                      f"{entry['probe']['rows']} rows ({entry['probe']['predicted_1']:.0%} predicted 很)")
         self.checkpoints.append(entry)
@@ -906,6 +912,8 @@ class PretrainingRun:
         if iterations != self.start_step:
             raise FewShotError(f"{self.ckpt_folder}: the optimizer is at step {iterations} but the checkpoint says "
                                f"{self.start_step}; the checkpoint is inconsistent, start a new run")
+        if self.probe_rows:
+            self.probe = ZeroShotProbe(self.bert, self.tokenizer, self.probe_rows, c.maxlen)
         stream = BlockStream(self.documents, DocumentTokenizer(self.tokenizer, c.whole_word), c.maxlen, c.seed,
                              state=self.saved["stream"] if self.saved else None)
         masker = Masker(self.tokenizer, c.mask_rate, c.max_predictions, c.seed)

@@ -33,8 +33,10 @@ class EncodedSet:
     def __len__(self):
         return len(self.token_ids)
 
-    def batch(self, idx, pad_id=0):
-        token_ids = pad_batch([self.token_ids[i] for i in idx], pad_id)
+    def batch(self, idx, pad_id=0, multiple=1):
+        """Rows `idx`, padded to their longest row rounded up to a multiple of `multiple`."""
+        length = -(-int(self.lengths[idx].max()) // multiple) * multiple
+        token_ids = pad_batch([self.token_ids[i] for i in idx], pad_id, length)
         inputs = {"token_ids": token_ids, "segment_ids": np.zeros_like(token_ids),
                   "mask_positions": self.mask_positions[idx]}
         return inputs, self.labels[idx]
@@ -76,9 +78,12 @@ def training_dataset(data, batch_size, seed):
 class Scorer:
     """Fast inference: rows sorted by length, big batches padded per batch, one compiled graph."""
 
-    def __init__(self, model, batch_size=128, jit_compile=False):
+    def __init__(self, model, batch_size=128, jit_compile=False, pad_multiple=None):
         self.model = model
         self.batch_size = batch_size
+        # XLA compiles once per input shape: lengths rounded up to multiples of 16 cap that at
+        # maxlen / 16 compiles (a relaxed tf.function trace serves every length without it)
+        self.pad_multiple = pad_multiple or (16 if jit_compile else 1)
         self.fn = inference_function(lambda inputs: model(inputs, training=False), jit_compile=jit_compile)
 
     def scores(self, data, progress=None):
@@ -90,7 +95,7 @@ class Scorer:
             batches = tqdm(batches, desc=progress, leave=False, file=sys.stderr,
                            disable=len(batches) < 4 or not sys.stderr.isatty())
         for idx in batches:
-            inputs, _ = data.batch(idx)
+            inputs, _ = data.batch(idx, multiple=self.pad_multiple)
             out[idx] = keras.ops.convert_to_numpy(self.fn(inputs))
         return out
 

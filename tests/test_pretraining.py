@@ -272,6 +272,36 @@ def test_log_checkpoint_and_probe(trained):
     assert load_mlm(str(out / CHECKPOINT_DIR)).model.num_layers == 2  # the checkpoint is an HF folder too
 
 
+def test_zero_shot_probe_matches_full_logits_and_traces_once(tokenizer, probe_file):
+    import keras
+    from few_shot.bert import BertMaskedLM
+    from few_shot.pretraining import PROBE_PATTERN, ZeroShotProbe, read_probe
+    keras.utils.set_random_seed(3)
+    bert = BertMaskedLM(tokenizer.vocab_size, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    rows = read_probe(probe_file) * 5  # 80 rows: two batches of different padded lengths
+    probe = ZeroShotProbe(bert, tokenizer, rows, maxlen=64)
+    # oracle: full-vocabulary logits one row at a time, 很 vs 不 at the [MASK] (position 1)
+    expected = []
+    for text, _ in rows:
+        ids = np.array([tokenizer.encode(PROBE_PATTERN.replace("{text}", text), maxlen=64)[0]])
+        logits = keras.ops.convert_to_numpy(bert(ids))[0, 1]
+        expected.append(int(logits[tokenizer.token_to_id("很")] > logits[tokenizer.token_to_id("不")]))
+    labels = np.array([label for _, label in rows])
+    first = probe()
+    assert first["rows"] == 80
+    assert first["accuracy"] == pytest.approx(np.mean(np.array(expected) == labels))
+    assert first["predicted_1"] == pytest.approx(np.mean(expected))
+    # the next checkpoint's probe reads the new weights without tracing again
+    traces = probe.fn.experimental_get_tracing_count() if hasattr(probe.fn, "experimental_get_tracing_count") else None
+    bias = keras.ops.convert_to_numpy(bert.mlm_head.output_bias)
+    bias[tokenizer.token_to_id("很")] += 100.0
+    bert.mlm_head.output_bias.assign(bias)
+    second = probe()
+    assert second["predicted_1"] == 1.0 and second["accuracy"] == pytest.approx(labels.mean())
+    if traces is not None:
+        assert probe.fn.experimental_get_tracing_count() == traces
+
+
 def test_exports_load_and_agree_with_transformers(trained):
     import torch
     from transformers import BertForMaskedLM

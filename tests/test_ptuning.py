@@ -191,6 +191,16 @@ def test_scorer_keeps_row_order():
     np.testing.assert_allclose(Scorer(model, batch_size=3).scores(data), model(x).numpy(), atol=1e-5)
 
 
+def test_scorer_xla_pads_to_multiples_of_16_with_the_same_scores():
+    model, data = build()
+    x, _ = data.batch(np.arange(len(data)))
+    scorer = Scorer(model, batch_size=3, jit_compile=True)
+    assert scorer.pad_multiple == 16 and Scorer(model).pad_multiple == 1
+    shapes = {data.batch(idx, multiple=16)[0]["token_ids"].shape[1] for idx in np.array_split(np.arange(len(data)), 3)}
+    assert shapes and all(n % 16 == 0 and n - 16 < data.lengths.max() for n in shapes)
+    np.testing.assert_allclose(scorer.scores(data), model(x).numpy(), atol=1e-5)
+
+
 def test_zero_shot_scores_equal_predict_logits_columns(bundled_mlm):
     tok = bundled_mlm.tokenizer
     p, v = Pattern(ZERO_SHOT_PATTERN), Verbalizer({"0": "不", "1": "很"})
