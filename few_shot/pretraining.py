@@ -688,14 +688,15 @@ class ZeroShotProbe:
         encoded = [tokenizer.encode(PROBE_PATTERN.replace("{text}", text), maxlen=maxlen)[0] for text, _ in rows]
         order = np.argsort([len(e) for e in encoded], kind="stable")
         self.chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-        self.batches = [pad_batch([encoded[i] for i in chunk], tokenizer.pad_id) for chunk in self.chunks]
+        padded = [pad_batch([encoded[i] for i in chunk], tokenizer.pad_id) for chunk in self.chunks]
+        self.batches = [(t, np.zeros_like(t)) for t in padded]  # token ids, segment ids
         self.labels = np.array([label for _, label in rows])
         self.fn = inference_function(lambda t, s: bert.mlm_logits(bert.encode(t, s)[:, 1], label_ids=label_ids))
 
     def __call__(self):
         predictions = np.zeros(len(self.labels), dtype=np.int64)
-        for chunk, t in zip(self.chunks, self.batches):
-            scores = keras.ops.convert_to_numpy(self.fn(t, np.zeros_like(t)))
+        for chunk, (t, segments) in zip(self.chunks, self.batches):
+            scores = keras.ops.convert_to_numpy(self.fn(t, segments))
             predictions[chunk] = np.argmax(scores, axis=-1)
         return {"accuracy": float(np.mean(predictions == self.labels)), "rows": len(self.labels),
                 "predicted_1": float(np.mean(predictions == 1))}

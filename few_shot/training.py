@@ -86,10 +86,14 @@ class Scorer:
         self.pad_multiple = pad_multiple or (16 if jit_compile else 1)
         self.fn = inference_function(lambda inputs: model(inputs, training=False), jit_compile=jit_compile)
 
-    def scores(self, data, progress=None):
+    def batches(self, data):
+        """Row indices of each batch, shortest rows first (so a batch pads to a similar length)."""
         order = np.argsort(data.lengths, kind="stable")
+        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def scores(self, data, progress=None):
         out = np.zeros((len(data), self.model.num_labels), dtype="float32")
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches = self.batches(data)
         if progress:
             from tqdm.auto import tqdm
             batches = tqdm(batches, desc=progress, leave=False, file=sys.stderr,

@@ -270,8 +270,6 @@ def stage_make_base(folder, vocab_path, seed):
 
 def stage_eval_fast(bench, jit_compile):
     """PtuningModel scored by training.Scorer (mask slots only, dynamic padding, big batches)."""
-    import numpy as np
-
     from few_shot.loading import load_mlm
     from few_shot.portable import fold_prompt
     from few_shot.training import Scorer
@@ -281,9 +279,7 @@ def stage_eval_fast(bench, jit_compile):
         mlm = load_mlm(bench.model_dir)
         model, args = build_model("ptuning", bench, mlm)
         scorer = Scorer(model, args.eval_batch_size, jit_compile=jit_compile)
-        data, size, multiple = bench.eval_set, args.eval_batch_size, scorer.pad_multiple
-        order = np.argsort(data.lengths, kind="stable")  # Scorer's batches
-        batches = [order[i:i + size] for i in range(0, len(order), size)]
+        data, multiple = bench.eval_set, scorer.pad_multiple
         first = {}
 
         def warmup():  # one whole pass: the tracing (or, with XLA, one compile per padded length) it costs
@@ -294,8 +290,8 @@ def stage_eval_fast(bench, jit_compile):
     return eval_record(bench, clocks, scores, args.eval_batch_size, memory.result(), jit_compile=jit_compile,
                        threads=threads, prompts=fold_prompt(model), prompt_ids=list(model.prompt_token_ids),
                        first_pass=first, pad_multiple=multiple,
-                       padded_tokens=int(sum(-(-data.lengths[idx].max() // multiple) * multiple * len(idx)
-                                             for idx in batches)))
+                       padded_tokens=int(sum(data.batch(idx, multiple=multiple)[0]["token_ids"].size
+                                             for idx in scorer.batches(data))))
 
 
 def stage_eval_naive(bench, prompts, batch_size=32):
