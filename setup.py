@@ -37,6 +37,7 @@ setup(
     extras_require={
         # torch is pinned exactly: a local CPU wheel of that version is on the build machines, and
         # a range would let pip fetch a multi-GB CUDA build instead.
-        "test": ["pytest", "transformers", "torch==2.13.0"],
+        # jax: the pretraining path is tested on the torch and JAX backends (GPU machines without TF)
+        "test": ["pytest", "transformers", "torch==2.13.0", "jax"],
     },
 )

@@ -787,6 +787,10 @@ class _Trainer(keras.callbacks.Callback):
             return
         if step % r.config.save_every == 0 or step == r.config.steps:
             t0 = time.perf_counter()
+            # the JAX trainer keeps the weights outside the variables until the epoch ends: copy them back
+            # before the probe reads them and the checkpoint saves them (a no-op on other backends)
+            if hasattr(self.model, "jax_state_sync"):
+                self.model.jax_state_sync()
             r.checkpoint(step)
             r.pause_s += time.perf_counter() - t0  # checkpoints (and probes) are not training time
 

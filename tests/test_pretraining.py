@@ -347,21 +347,38 @@ def test_resume_restores_optimizer_and_continues_the_step_count(trained, corpus,
 
 
 @pytest.mark.slow
-def test_torch_backend_without_tensorflow_exports_hf(tmp_path, corpus):
-    """GPU machines may have only torch: the run and the HF export must not need TensorFlow (the
-    Google export is skipped and says so in the log)."""
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_backend_without_tensorflow_trains_checkpoints_resumes_and_exports_hf(tmp_path, corpus, probe_file, backend):
+    """GPU machines may have only torch or JAX: the run, its mid-run checkpoints and probe, --resume and
+    the HF export must not need TensorFlow (the Google export is skipped and says so in the log). On
+    JAX, Keras keeps the weights outside the variables during fit: a checkpoint must sync them first."""
+    pytest.importorskip(backend)  # both are in the test extras; this only names what is missing
     out = tmp_path / "out"
     code = ("import sys; sys.modules['tensorflow'] = None; sys.argv = sys.argv[1:]; import runpy; "
             "runpy.run_path(sys.argv[0], run_name='__main__')")
-    proc = subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "scripts", "pretrain_mlm.py"),
-                           "--corpus", corpus, "--layers", "2", "--hidden", "64", "--heads", "2", "--maxlen", "64",
-                           "--batch-size", "4", "--steps", "3", "--output", str(out)], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "KERAS_BACKEND": "torch"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    log = json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
-    assert log["backend"] == "torch" and log["steps"] == 3 and log["strategy"] is None
+
+    def pretrain(steps, *extra):
+        proc = subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "scripts", "pretrain_mlm.py"),
+                               "--corpus", corpus, "--layers", "2", "--hidden", "64", "--heads", "2",
+                               "--maxlen", "64", "--batch-size", "4", "--steps", str(steps), "--save-every", "2",
+                               "--probe", probe_file, "--output", str(out), *extra],
+                              capture_output=True, text=True, timeout=600, env={**os.environ, "KERAS_BACKEND": backend})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc, json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
+
+    proc, log = pretrain(3)
+    assert log["backend"] == backend and log["steps"] == 3 and log["strategy"] is None
+    assert [c["step"] for c in log["checkpoints"]] == [2, 3]
+    assert all(c["probe"]["rows"] == 16 for c in log["checkpoints"])
     assert log["exports"]["google"] is None and "TensorFlow is not installed" in log["exports"]["google_skipped"]
     assert not (out / "google").exists() and "skipping" in proc.stderr
+    state = json.loads((out / CHECKPOINT_DIR / STATE_FILE).read_text(encoding="utf-8"))
+    assert state["step"] == state["optimizer_iterations"] == 3
+
+    _, log = pretrain(5, "--resume")
+    assert log["steps"] == 5 and [r["start_step"] for r in log["runs"]] == [0, 3] and len(log["loss"]) == 5
+    state = json.loads((out / CHECKPOINT_DIR / STATE_FILE).read_text(encoding="utf-8"))
+    assert state["step"] == state["optimizer_iterations"] == 5
     hf = load_mlm(str(out / "hf"))
     assert hf.model.num_layers == 2 and hf.model.hidden_size == 64
 
