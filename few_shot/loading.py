@@ -32,6 +32,12 @@ def pad_batch(sequences, pad_id=0, length=None):
     return out
 
 
+def length_sorted_batches(lengths, batch_size):
+    """Row indices of each batch, shortest rows first, so that a batch pads to a similar length."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 class PretrainedMLM:
     """A loaded masked-LM: `.tokenizer`, `.model` (a `BertMaskedLM`), where it came from."""
 

@@ -35,7 +35,7 @@ from few_shot import checkpoints as ckpt
 from few_shot.backend import inference_function
 from few_shot.bert import BertMaskedLM, split_inputs
 from few_shot.errors import FewShotError
-from few_shot.loading import DEFAULT_MODEL, load_mlm, pad_batch
+from few_shot.loading import DEFAULT_MODEL, length_sorted_batches, load_mlm, pad_batch
 from few_shot.tokenizer import Tokenizer, load_vocab
 
 CHECKPOINT_DIR, HF_DIR, GOOGLE_DIR, LOG_FILE = "checkpoint", "hf", "google", "pretrain_log.json"
@@ -686,8 +686,7 @@ class ZeroShotProbe:
     def __init__(self, bert, tokenizer, rows, maxlen, batch_size=64):
         label_ids = [tokenizer.token_to_id(PROBE_WORDS[0]), tokenizer.token_to_id(PROBE_WORDS[1])]
         encoded = [tokenizer.encode(PROBE_PATTERN.replace("{text}", text), maxlen=maxlen)[0] for text, _ in rows]
-        order = np.argsort([len(e) for e in encoded], kind="stable")
-        self.chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        self.chunks = length_sorted_batches([len(e) for e in encoded], batch_size)
         padded = [pad_batch([encoded[i] for i in chunk], tokenizer.pad_id) for chunk in self.chunks]
         self.batches = [(t, np.zeros_like(t)) for t in padded]  # token ids, segment ids
         self.labels = np.array([label for _, label in rows])

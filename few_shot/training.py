@@ -10,7 +10,7 @@ import numpy as np
 
 from few_shot.backend import inference_function
 from few_shot.errors import FewShotError
-from few_shot.loading import pad_batch
+from few_shot.loading import length_sorted_batches, pad_batch
 
 
 class EncodedSet:
@@ -88,8 +88,7 @@ class Scorer:
 
     def batches(self, data):
         """Row indices of each batch, shortest rows first (so a batch pads to a similar length)."""
-        order = np.argsort(data.lengths, kind="stable")
-        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        return length_sorted_batches(data.lengths, self.batch_size)
 
     def scores(self, data, progress=None):
         out = np.zeros((len(data), self.model.num_labels), dtype="float32")

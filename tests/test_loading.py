@@ -357,3 +357,13 @@ def test_config_not_an_object(make_tiny_bert):
     with pytest.raises(FewShotError) as info:
         load_mlm(folder)
     assert_one_line_naming(info, config_path)
+
+
+def test_length_sorted_batches_groups_rows_of_similar_length():
+    from few_shot.loading import length_sorted_batches, pad_batch
+    lengths = [5, 1, 3, 1, 4]
+    batches = length_sorted_batches(lengths, 2)
+    # shortest first, ties in row order, the last batch holds the remainder
+    assert [b.tolist() for b in batches] == [[1, 3], [2, 4], [0]]
+    rows = [[7] * n for n in lengths]
+    assert [pad_batch([rows[i] for i in b]).shape[1] for b in batches] == [1, 4, 5]
