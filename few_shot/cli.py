@@ -9,6 +9,7 @@ import time
 import warnings
 
 from few_shot.errors import FewShotError
+from few_shot.run_folder import Interrupted, RunFolder, check_output, interruptible, signals_ignored
 from few_shot.datasets import TNEWS_VERBALIZER, DataWarning
 from few_shot.pattern import PTUNING_PATTERN, SENTIMENT_VERBALIZER, ZERO_SHOT_PATTERN, Pattern, Verbalizer
 
@@ -27,6 +28,10 @@ def user_errors():
     except FewShotError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except (Interrupted, KeyboardInterrupt) as e:
+        print(e.message if isinstance(e, Interrupted) and e.message else
+              "interrupted before training started; nothing was written", file=sys.stderr)
+        sys.exit(130)
 
 
 # Chosen by measured accuracy on sentiment valid (README, "Defaults"): the frozen MLM tolerates a
@@ -139,8 +144,7 @@ def run_training(args, name, build_model):
 
     from few_shot.loading import load_mlm
     from few_shot.ptuning import count_params
-    from few_shot.training import EncodedSet, EpochLogger, Scorer, is_chief, make_strategy, prepare_output, \
-        training_dataset
+    from few_shot.training import EncodedSet, EpochLogger, Scorer, is_chief, make_strategy, training_dataset
 
     verbalizer = make_verbalizer(args.verbalizer)
     pattern = Pattern(args.pattern)
@@ -148,13 +152,10 @@ def run_training(args, name, build_model):
     from few_shot import semi
     semi.check_semi_args(args)
     unlabeled, unlabeled_source = semi.unlabeled_texts(args, train)
-    output = args.output or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.output:
+        check_output(args.output, args.overwrite)  # refuse before anything loads; nothing is touched yet
     keras.utils.set_random_seed(args.seed)
     strategy = make_strategy(args.strategy)
-    if not is_chief(strategy):
-        output = None
-    else:
-        prepare_output(output, args.overwrite)
     print(f"model: {describe_model(args.model)}")
     kind = "MultiWorkerMirroredStrategy" if args.strategy == "multiworker" else type(strategy).__name__
     print(f"strategy: {kind} with {strategy.num_replicas_in_sync} replica(s)")
@@ -181,6 +182,11 @@ def run_training(args, name, build_model):
                "train_rows": len(train), "unlabeled_rows": len(unlabeled or ()),
                "unlabeled_source": unlabeled_source,
                "model": args.model or "models/zh-bert-mini"}
+    # the folder is made (or a previous run's files replaced) only now, when every check has passed
+    folder = None
+    if is_chief(strategy):
+        folder = RunFolder.prepare(args.output, args.overwrite) if args.output else RunFolder.unique("runs", name)
+    output = folder.path if folder else None
     logger = EpochLogger(Scorer(model, args.eval_batch_size), valid_set, test_set, output, summary)
     steps = max(1, -(-len(train) * args.passes_per_epoch // args.batch_size))
     if args.strategy == "multiworker":
@@ -195,23 +201,50 @@ def run_training(args, name, build_model):
     data = (training_dataset(train_set, args.batch_size, args.seed) if unlabeled_set is None else
             semi.semi_training_dataset(train_set, unlabeled_set, args.batch_size,
                                        args.unlabeled_batch_size or args.batch_size, args.seed))
-    trainer.fit(data, epochs=args.epochs, steps_per_epoch=steps, callbacks=[logger], shuffle=False,
-                verbose=1 if sys.stdout.isatty() else 2)
-    logger.restore_best()
-    if output:
-        model.save(os.path.join(output, "model.keras"))
-        if model.prompt_encoder is not None and not model.train_backbone:
-            # the prompt encoder folded into a plain [prompt_length, hidden] matrix: all a frozen MLM needs
-            from few_shot.portable import save_portable_prompt
-            prompt_path = save_portable_prompt(model, os.path.join(output, "prompt.safetensors"), mlm.path)
-            print(f"portable prompt: {os.path.getsize(prompt_path) / 1024:.1f} KB (model.keras: "
-                  f"{os.path.getsize(os.path.join(output, 'model.keras')) / 2 ** 20:.1f} MB)")
-        shutil.copyfile(tok.vocab_path, os.path.join(output, "vocab.txt"))
-        logger.write()
+    try:
+        with interruptible():
+            trainer.fit(data, epochs=args.epochs, steps_per_epoch=steps, callbacks=[logger], shuffle=False,
+                        verbose=1 if sys.stdout.isatty() else 2)
+    except Interrupted as stop:
+        with signals_ignored():  # a second Ctrl-C must not cut the save short
+            logger.status = "interrupted"
+            if logger.best_weights is not None:
+                save_run(model, logger, mlm, tok, output)
+                where = f"the best epoch so far ({logger.best['best_epoch']}) is saved in {output}"
+            else:
+                logger.write()
+                where = f"no epoch had finished; {output} holds metrics.json only"
+        raise Interrupted(stop.signum, f"interrupted during epoch {len(logger.epochs) + 1}: {where}") from None
+    except BaseException:
+        if folder is not None:
+            if logger.epochs:  # keep what the finished epochs measured, marked as failed
+                logger.status = "failed"
+                logger.write()
+            else:
+                folder.discard_if_empty()
+        raise
+    logger.status = "completed"
+    save_run(model, logger, mlm, tok, output)
     best = logger.best
     print(f"best epoch {best['best_epoch']}: valid_acc {best['best_valid_acc']:.4f}, "
           f"test_acc {best['test_acc_at_best']:.4f}; saved to {output or '(not the chief worker: nothing)'}")
     return logger.metrics()
+
+
+def save_run(model, logger, mlm, tok, output):
+    """The best epoch's weights -> model.keras (+ the portable prompt), vocab.txt, metrics.json."""
+    logger.restore_best()
+    if not output:
+        return
+    model.save(os.path.join(output, "model.keras"))
+    if model.prompt_encoder is not None and not model.train_backbone:
+        # the prompt encoder folded into a plain [prompt_length, hidden] matrix: all a frozen MLM needs
+        from few_shot.portable import save_portable_prompt
+        prompt_path = save_portable_prompt(model, os.path.join(output, "prompt.safetensors"), mlm.path)
+        print(f"portable prompt: {os.path.getsize(prompt_path) / 1024:.1f} KB (model.keras: "
+              f"{os.path.getsize(os.path.join(output, 'model.keras')) / 2 ** 20:.1f} MB)")
+    shutil.copyfile(tok.vocab_path, os.path.join(output, "vocab.txt"))
+    logger.write()
 
 
 def zero_shot(args):
@@ -240,8 +273,7 @@ def zero_shot(args):
     print(f"zero-shot - pattern: {pattern.template} - valid_acc: {result['valid_acc']:.4f} - "
           f"test_acc: {result['test_acc']:.4f}")
     if args.output:
-        from few_shot.training import prepare_output
-        prepare_output(args.output, args.overwrite)
+        RunFolder.prepare(args.output, args.overwrite, files=("metrics.json",))
         with open(os.path.join(args.output, "metrics.json"), "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2, ensure_ascii=False)
     return result

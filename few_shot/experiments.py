@@ -85,7 +85,8 @@ def run_complete(run_dir, method, epochs):
         return None
     if method == "zeroshot":
         return metrics if "test_acc" in metrics else None
-    finished = os.path.isfile(os.path.join(run_dir, "model.keras")) and len(metrics.get("epochs", ())) >= epochs
+    finished = (os.path.isfile(os.path.join(run_dir, "model.keras")) and len(metrics.get("epochs", ())) >= epochs
+                and metrics.get("status", "completed") == "completed")
     return metrics if finished and metrics.get("test_acc_at_best") is not None else None
 
 

@@ -1,7 +1,6 @@
 """Encoding, batching, distributed training and per-epoch evaluation shared by the two scripts."""
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -150,15 +149,6 @@ def is_chief(strategy):
                                                           and resolver.task_id == 0)
 
 
-def prepare_output(path, overwrite):
-    if os.path.isdir(path) and os.listdir(path):
-        if not overwrite:
-            raise FewShotError(f"{path}: output folder exists and is not empty; pass --overwrite or choose "
-                               f"another --output")
-        shutil.rmtree(path)
-    os.makedirs(path, exist_ok=True)
-
-
 class EpochLogger(keras.callbacks.Callback):
     """After each epoch: valid/test accuracy, best-on-valid bookkeeping, one log line, metrics.json."""
 
@@ -170,6 +160,7 @@ class EpochLogger(keras.callbacks.Callback):
         self.epochs = []
         self.best = {"best_epoch": None, "best_valid_acc": -1.0, "test_acc_at_best": None}
         self.best_weights = None
+        self.status = "running"  # -> completed, interrupted or failed
         self.start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -195,9 +186,13 @@ class EpochLogger(keras.callbacks.Callback):
                 w.assign(value)
 
     def metrics(self):
-        return {**self.summary, "epochs": self.epochs, **self.best, "wall_seconds": time.time() - self.start}
+        return {**self.summary, "status": self.status, "epochs": self.epochs, **self.best,
+                "wall_seconds": time.time() - self.start}
 
     def write(self):
         if self.output:
-            with open(os.path.join(self.output, "metrics.json"), "w", encoding="utf-8") as f:
+            # written aside, then renamed: an interrupt mid-write never leaves half a metrics.json
+            path = os.path.join(self.output, "metrics.json")
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
                 json.dump(self.metrics(), f, indent=2, ensure_ascii=False)
+            os.replace(path + ".tmp", path)

@@ -1,0 +1,124 @@
+"""The run folder: where a training run writes, and what it may replace.
+
+Nothing a user made is deleted: `--overwrite` replaces only the files a run writes (RUN_FILES), a
+default folder is new for every run (two runs started in the same second get two folders), and a
+run that fails before writing anything removes only the folder it created itself.
+"""
+import contextlib
+import os
+import shutil
+import signal
+import time
+
+from few_shot.errors import FewShotError
+
+# Everything a training run writes into its folder; --overwrite removes these and nothing else.
+RUN_FILES = ("metrics.json", "model.keras", "prompt.safetensors", "vocab.txt", "log.csv", "curves.png",
+             "tensorboard", "backup", "model.keras.tmp", "metrics.json.tmp")
+
+
+def check_output(path, overwrite):
+    """Refuse a folder we must not write into; touches nothing (run before anything loads)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FewShotError(f"--output {path}: is a file; pass a folder path")
+    if os.path.isdir(path):
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise FewShotError(f"--output {path}: the folder is not writable; choose another --output")
+        if os.listdir(path) and not overwrite:
+            raise FewShotError(f"--output {path}: folder exists and is not empty; pass --overwrite (replaces "
+                               f"only a run's own files) or choose another --output")
+        return
+    parent = nearest_existing_parent(path)
+    if not os.path.isdir(parent):
+        raise FewShotError(f"--output {path}: {parent} is a file, not a folder; choose another --output")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FewShotError(f"--output {path}: cannot create it, {parent} is not writable; choose another --output")
+
+
+def nearest_existing_parent(path):
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    return parent
+
+
+class RunFolder:
+    """An output folder made ready for a run: `.path`, and `.created` when this run made it."""
+
+    def __init__(self, path, created):
+        self.path, self.created = path, created
+
+    @classmethod
+    def prepare(cls, path, overwrite, files=RUN_FILES):
+        """Create `path`, or reuse it after removing a previous run's `files` (only with overwrite)."""
+        check_output(path, overwrite)
+        if os.path.isdir(path):
+            remove_run_files(path, files)
+            return cls(path, created=False)
+        os.makedirs(path)
+        return cls(path, created=True)
+
+    @classmethod
+    def unique(cls, parent, name):
+        """A new folder parent/name-YYYYmmdd-HHMMSS[-N]: os.makedirs either creates it or fails, so
+        runs started in the same second (several processes too) never share one."""
+        os.makedirs(parent, exist_ok=True)
+        stem = os.path.join(parent, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        for n in range(1, 10_000):
+            path = stem if n == 1 else f"{stem}-{n}"
+            try:
+                os.mkdir(path)
+                return cls(path, created=True)
+            except FileExistsError:
+                continue
+        raise FewShotError(f"{stem}: no free folder name; pass --output")
+
+    def discard_if_empty(self):
+        """After a failure: remove the folder if this run created it and wrote nothing into it."""
+        if self.created and os.path.isdir(self.path) and not os.listdir(self.path):
+            os.rmdir(self.path)
+
+
+def remove_run_files(folder, files):
+    for name in files:
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived during a run; `message` says what was saved (the CLI prints it and
+    exits with status 130, as a shell does for Ctrl-C)."""
+
+    def __init__(self, signum, message=""):
+        super().__init__(message or signal.Signals(signum).name)
+        self.signum, self.message = signum, message
+
+
+@contextlib.contextmanager
+def signals_ignored():
+    """SIGINT and SIGTERM ignored while a run saves what it has."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Turn SIGINT (Ctrl-C) and SIGTERM (kill, a scheduler's time limit) into `Interrupted`, raised
+    at the next Python step, so the run can save what it has; the old handlers come back after."""
+    def handler(signum, frame):
+        raise Interrupted(signum)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except KeyboardInterrupt:  # a Ctrl-C that arrived before our handler was in place
+        raise Interrupted(signal.SIGINT) from None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
