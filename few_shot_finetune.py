@@ -6,32 +6,15 @@
 """
 import argparse
 
-from few_shot.cli import DEFAULT_LR, add_common_args, run_training, user_errors
-from few_shot.ptuning import PtuningModel
+from few_shot.cli import Parser, add_run_args, config_from_args, non_negative_int, run_command
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, lr=DEFAULT_LR["finetune"])
-    parser.add_argument("--trainable-layers", type=int, default=None,
+def main(argv=None):
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_args(parser, "finetune")
+    parser.add_argument("--trainable-layers", type=non_negative_int, default=None,
                         help="train only the last N encoder layers plus the MLM head (default: everything)")
-    args = parser.parse_args()
-
-    with user_errors():
-        def build(mlm, pattern, verbalizer, label_ids):
-            layers = mlm.model.num_layers
-            if args.trainable_layers is not None and not 0 <= args.trainable_layers <= layers:
-                from few_shot.errors import FewShotError
-                raise FewShotError(f"--trainable-layers {args.trainable_layers}: the model has {layers} "
-                                   f"encoder layers; pass 0..{layers}")
-            prompt_ids = mlm.tokenizer.tokens_to_ids(pattern.prompt_tokens)
-            # encoder=None: the [unusedN] prompt tokens keep their own embeddings, trained with the rest
-            return PtuningModel(mlm.model, label_ids, prompt_ids, encoder=None, train_backbone=True,
-                                trainable_layers=args.trainable_layers, objective=args.objective,
-                                seed=args.seed, pattern=pattern.template, verbalizer=verbalizer.mapping,
-                                maxlen=args.maxlen)
-
-        run_training(args, "finetune", build)
+    return run_command(config_from_args(parser.parse_args(argv), "finetune"))
 
 
 if __name__ == "__main__":

@@ -25,11 +25,10 @@ setup(
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<3.16",
-        "keras-hub>=0.32,<0.33",
         "safetensors",
         "jieba",
         "numpy",
-        "scikit-learn",
+        "scikit-learn",  # metrics (macro-F1, confusion matrix) and the char TF-IDF + LR reference row
         "tqdm",
         "matplotlib",
         "huggingface_hub",

@@ -1,13 +1,43 @@
-"""few_shot: few-shot Chinese text classification with prompts (P-tuning) on a frozen BERT MLM."""
-from few_shot.bert import BertMaskedLM
-from few_shot.errors import FewShotError
-from few_shot.layers import PromptEncoder
-from few_shot.loading import DEFAULT_MODEL, PretrainedMLM, load_mlm
-from few_shot.pattern import Pattern, Verbalizer
-from few_shot.ptuning import PtuningModel
-from few_shot.tokenizer import Tokenizer
+"""few_shot: few-shot Chinese text classification with prompts (P-tuning) on a frozen BERT MLM.
+
+    from few_shot import PromptClassifier, PtuningModel, PromptPreprocessor, build_model, load_mlm
+
+Names are imported on first use (PEP 562), so `import few_shot` and the scripts' argument checks do
+not load TensorFlow; low-level layers live in `few_shot.layers`.
+"""
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["BertMaskedLM", "DEFAULT_MODEL", "FewShotError", "Pattern", "PretrainedMLM", "PromptEncoder",
-           "PtuningModel", "Tokenizer", "Verbalizer", "load_mlm"]
+_EXPORTS = {
+    "BertMaskedLM": "few_shot.bert",
+    "FewShotError": "few_shot.errors",
+    "DEFAULT_MODEL": "few_shot.loading",
+    "PretrainedMLM": "few_shot.loading",
+    "load_mlm": "few_shot.loading",
+    "Pattern": "few_shot.pattern",
+    "Verbalizer": "few_shot.pattern",
+    "PromptPreprocessor": "few_shot.preprocessor",
+    "PtuningModel": "few_shot.ptuning",
+    "RunConfig": "few_shot.config",
+    "build_model": "few_shot.methods",
+    "PromptClassifier": "few_shot.classifier",
+    "save_portable_prompt": "few_shot.portable",
+    "load_portable_prompt": "few_shot.portable",
+    "portable_classifier": "few_shot.portable",
+    "Tokenizer": "few_shot.tokenizer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'few_shot' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

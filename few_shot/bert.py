@@ -21,6 +21,16 @@ def split_inputs(inputs):
     return token_ids, segment_ids
 
 
+def gather_positions(hidden, positions):
+    """hidden [B, T, H], positions [B, P] -> [B, P, H]: the hidden states at those positions (the
+    [MASK] slots, the masked tokens of MLM pretraining). One flat `take`: every backend, no [B, P, T]."""
+    positions = ops.cast(positions, "int32")
+    batch, length, size = ops.shape(hidden)[0], ops.shape(hidden)[1], ops.shape(hidden)[2]
+    index = positions + ops.arange(batch, dtype="int32")[:, None] * length
+    flat = ops.take(ops.reshape(hidden, (-1, size)), ops.reshape(index, (-1,)), axis=0)
+    return ops.reshape(flat, (batch, ops.shape(positions)[1], size))
+
+
 @keras.saving.register_keras_serializable(package="few_shot")
 class BertMaskedLM(keras.Model):
     """BERT encoder + MLM head with tied embeddings. `call` returns full-vocabulary logits."""
@@ -100,9 +110,14 @@ class BertMaskedLM(keras.Model):
             x = layer(x, bias, training=training)
         return x
 
-    def mlm_logits(self, hidden, label_ids=None):
-        """Hidden states -> logits over the vocabulary (or only over `label_ids`)."""
-        return self.mlm_head(hidden, self.embedding_matrix, label_ids=label_ids)
+    def mlm_logits(self, hidden):
+        """Hidden states -> logits over the whole vocabulary."""
+        return self.mlm_head(hidden, self.embedding_matrix)
+
+    def label_word_scores(self, hidden_at_masks, label_token_ids):
+        """Hidden states at the mask slots [B, M, H] -> label scores [B, C]: the sum over slots of
+        each label word's MLM logit, without the full-vocabulary projection."""
+        return self.mlm_head.label_word_scores(hidden_at_masks, self.embedding_matrix, label_token_ids)
 
     def call(self, inputs, training=False):
         token_ids, segment_ids = split_inputs(inputs)

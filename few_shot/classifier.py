@@ -1,40 +1,59 @@
-"""Use a trained run folder (model.keras + vocab.txt) to label new texts."""
+"""Use a trained run folder (model.keras) to label new texts."""
 import os
 
 import keras
 import numpy as np
 
 from few_shot.errors import FewShotError
-from few_shot.pattern import Pattern, Verbalizer
-from few_shot.tokenizer import Tokenizer
 
 
 class PromptClassifier:
-    """`PromptClassifier.load("runs/ptuning-...").predict(["这家酒店很好"])` -> [("1", 0.93)]."""
+    """`PromptClassifier.load("runs/ptuning-...").predict(["这家酒店很好"])` -> [("1", 0.93)].
 
-    def __init__(self, model, tokenizer):
+    The model's own PromptPreprocessor (saved inside model.keras) encodes the texts."""
+
+    def __init__(self, model, preprocessor=None):
         self.model = model
-        self.tokenizer = tokenizer
-        self.pattern = Pattern(model.pattern)
-        self.verbalizer = Verbalizer(model.verbalizer)
+        self.preprocessor = preprocessor or model.preprocessor
+        if self.preprocessor is None:
+            raise FewShotError("this model has no preprocessor; pass PromptClassifier(model, PromptPreprocessor(...))")
 
     @classmethod
     def load(cls, output_dir):
         import few_shot.ptuning  # noqa: F401  (registers the classes for deserialisation)
+        import few_shot.preprocessor  # noqa: F401  (likewise)
         path = os.path.join(output_dir, "model.keras")
-        if not os.path.exists(path):
+        if not os.path.isfile(path):
             raise FewShotError(f"{path}: not found; pass the --output folder of a finished training run")
-        return cls(keras.models.load_model(path, compile=False), Tokenizer(os.path.join(output_dir, "vocab.txt")))
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except Exception as e:  # a truncated or foreign file: zip, h5 or config errors of every kind
+            first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise FewShotError(f"{path}: cannot be read as a few_shot model ({first}); the file is damaged or not "
+                               f"from few_shot: rerun the training") from None
+        if getattr(model, "preprocessor", None) is None:
+            return cls(model, legacy_preprocessor(model, output_dir))
+        return cls(model)
 
     def predict_proba(self, texts):
-        from few_shot.training import EncodedSet, Scorer
-        rows = [(t, self.verbalizer.labels[0]) for t in texts]
-        data = EncodedSet(rows, self.tokenizer, self.pattern, self.verbalizer, self.model.maxlen,
-                          self.model.label_token_ids)
-        scores = Scorer(self.model).scores(data)
+        from few_shot.training import Scorer
+        scores = Scorer(self.model).scores(self.preprocessor.encode_texts(texts))
         e = np.exp(scores - scores.max(-1, keepdims=True))
         return e / e.sum(-1, keepdims=True)
 
     def predict(self, texts):
         probs = self.predict_proba(texts)
-        return [(self.verbalizer.labels[i], float(p[i])) for p, i in zip(probs, probs.argmax(-1))]
+        labels = self.preprocessor.labels
+        return [(labels[i], float(p[i])) for p, i in zip(probs, probs.argmax(-1))]
+
+
+def legacy_preprocessor(model, output_dir):
+    """model.keras files written before the preprocessor existed: pattern, verbalizer and maxlen
+    were fields of the model, the vocabulary the run folder's vocab.txt."""
+    from few_shot.preprocessor import PromptPreprocessor
+    legacy = getattr(model, "legacy_text_config", {})
+    vocab = os.path.join(output_dir, "vocab.txt")
+    if not legacy or not os.path.isfile(vocab):
+        raise FewShotError(f"{output_dir}: the model has no preprocessor and the folder no vocab.txt; rerun the "
+                           f"training with this version")
+    return PromptPreprocessor(vocab, legacy["pattern"], legacy["verbalizer"], legacy.get("maxlen", 128))

@@ -21,6 +21,7 @@ LABEL_FIELDS = ("label", "label_desc")
 SPLIT_NAMES = {"train": ("train",), "valid": ("valid", "dev", "val"), "test": ("test_public", "test")}
 EXTENSIONS = (".data", ".tsv", ".txt", ".csv", ".jsonl", ".json")
 MAX_LISTED = 5
+FEWCLUE_UNLABELED = ("unlabeled.json", "unlabeled_data.json")
 
 # FewCLUE tnews: the two-character Chinese label names of the dataset's label_index2en2zh.json.
 TNEWS_VERBALIZER = {"100": "故事", "101": "文化", "102": "娱乐", "103": "体育", "104": "财经", "106": "房产",
@@ -169,7 +170,7 @@ def load_fewclue(folder, fold, text_field=None, label_field=None):
     uses train_few_all / dev_few_all."""
     if not os.path.isdir(folder):
         raise FewShotError(f"{folder}: no such folder; pass the FewCLUE task folder (train_0.json, ...)")
-    suffix = "few_all" if fold == "all" else str(int(fold))
+    suffix = "few_all" if str(fold) == "all" else str(int(fold))
     files = {"train": f"train_{suffix}.json", "valid": f"dev_{suffix}.json", "test": "test_public.json"}
     out = {}
     for split, name in files.items():
@@ -220,3 +221,102 @@ def first_fraction(rows, fraction):
     if n == 0:
         raise FewShotError(f"--train-fraction {fraction} of {len(rows)} rows is 0 rows; raise it or use --k")
     return rows[:n]
+
+
+# -- what a run reads -----------------------------------------------------------------------------
+
+def load_splits(config, verbalizer):
+    """-> (train, valid, test) example lists for a RunConfig: train sampled as asked (k-shot or the
+    first fraction), valid/test cut to max_valid/max_test; labels checked against the verbalizer."""
+    if config.fewclue_fold is not None:
+        splits = load_fewclue(config.data, config.fewclue_fold, config.text_field, config.label_field)
+    else:
+        splits = load_task(config.data, config.text_field, config.label_field)
+    train, valid, test = splits["train"], splits["valid"], splits["test"]
+    for name, rows in (("train", train), ("valid", valid), ("test", test)):
+        verbalizer.check_labels([label for _, label in rows], f"{config.data} ({name})")
+    if config.k is not None:
+        train = stratified_sample(train, config.k, config.seed)
+    elif config.fewclue_fold is None:
+        train = first_fraction(train, config.train_fraction)
+    return train, first_rows(valid, config.max_valid, "--max-valid"), first_rows(test, config.max_test, "--max-test")
+
+
+def first_rows(rows, n, flag):
+    """rows[:n], with a warning when the cut loses labels (a file sorted by label, as FewCLUE's)."""
+    if n is None or n >= len(rows):
+        return rows
+    kept, every = {label for _, label in rows[:n]}, {label for _, label in rows}
+    if kept != every:
+        warnings.warn(f"{flag} {n} keeps {len(kept)} of the {len(every)} labels (the file is ordered by label?); "
+                      f"evaluate on more rows or all of them", DataWarning)
+    return rows[:n]
+
+
+def read_unlabeled(path, text_field=None):
+    """-> [text]. One text per line; `text<TAB>label` lines keep the text (labels are ignored) and
+    JSON lines (FewCLUE's unlabeled_data.json) give their `text_field` (default text/sentence/
+    content/title). Blank lines are skipped; a file without any text is an error."""
+    if not os.path.isfile(path):
+        raise FewShotError(f"--unlabeled {path}: no such file; pass a UTF-8 text file, one text per line")
+    texts = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.strip().lstrip("\ufeff")
+                if not line:
+                    continue
+                if line.startswith("{"):
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        row = None
+                    if isinstance(row, dict):
+                        fields = [text_field] if text_field else [k for k in TEXT_FIELDS if k in row]
+                        if not fields or fields[0] not in row:
+                            raise FewShotError(f"--unlabeled {path}:{lineno}: no text field among "
+                                               f"{', '.join(map(str, row))}; name it with --text-field")
+                        line = str(row[fields[0]]).strip()
+                elif "\t" in line:
+                    line = line.rsplit("\t", 1)[0].strip()
+                if line:
+                    texts.append(line)
+    except UnicodeDecodeError as e:
+        raise FewShotError(f"--unlabeled {path}: not UTF-8 ({e.reason} at byte {e.start}); re-save it as UTF-8") \
+            from None
+    if not texts:
+        raise FewShotError(f"--unlabeled {path}: no texts (the file is empty or blank); pass one text per line")
+    return texts
+
+
+def unlabeled_remainder(all_train, labelled):
+    """The texts of the full train split that are not among the labelled rows (labels dropped)."""
+    used = {text for text, _ in labelled}
+    return [text for text, _ in all_train if text not in used]
+
+
+def unlabeled_texts(config, labelled):
+    """-> (texts, where they come from), or (None, None) without `--semi`/`--unlabeled`. The texts
+    are `--unlabeled FILE`, else FewCLUE's unlabeled.json / unlabeled_data.json (with
+    `--fewclue-fold`), else the train rows not among the `labelled` ones (for FewCLUE: the rest of
+    train_few_all, the pool the folds are drawn from)."""
+    if not (config.unlabeled or config.semi):
+        return None, None
+    path = config.unlabeled
+    if path is None and config.fewclue_fold is not None:
+        path = next((p for p in (os.path.join(config.data, n) for n in FEWCLUE_UNLABELED) if os.path.isfile(p)), None)
+    if path is not None:
+        texts, source = read_unlabeled(path, config.text_field), path
+    else:
+        if config.fewclue_fold is not None:
+            pool_path = os.path.join(config.data, "train_few_all.json")
+            pool = read_examples(pool_path, config.text_field, config.label_field) \
+                if os.path.isfile(pool_path) else []
+        else:
+            pool = read_examples(find_split(config.data, "train"), config.text_field,
+                                          config.label_field)
+        texts, source = unlabeled_remainder(pool, labelled), "the rest of the train split"
+        if not texts:
+            raise FewShotError(f"--semi: the train split of {config.data} has no rows beyond the {len(labelled)} "
+                               f"labelled ones; pass --unlabeled FILE with unlabelled texts")
+    return (texts[:config.max_unlabeled] if config.max_unlabeled else texts), source

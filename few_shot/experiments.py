@@ -1,76 +1,34 @@
 """What the experiment scripts (scripts/fewshot_curve.py, tnews.py, ablations.py) share: one run =
-the main scripts' own code (cli.run_training / cli.zero_shot) with an argparse Namespace parsed by
-the main scripts' parser, so every default matches; runs live in OUTPUT/runs/<name>/ and a
-finished run is read back instead of redone."""
-import argparse
+the main scripts' own code (run.run_training / run.zero_shot) on a RunConfig, so every default
+matches; runs live in OUTPUT/runs/<name>/ and a finished run is read back instead of redone."""
 import contextlib
+import dataclasses
 import gc
 import json
 import math
 import os
 import sys
 
+from few_shot.config import RunConfig
 from few_shot.errors import FewShotError
 
-METHODS = ("zeroshot", "ptuning", "prompt", "finetune")
 CONFIG_FILE = "experiment.json"
 
 
-def method_parser(method):
-    """The parser of the main script behind `method` (common options + its own)."""
-    from few_shot.cli import DEFAULT_LR, add_common_args
-    from few_shot.ptuning import INITS
-    parser = argparse.ArgumentParser(prog=method, add_help=False)
-    add_common_args(parser, lr=DEFAULT_LR["finetune" if method == "finetune" else "ptuning"])
-    parser.add_argument("--prompt-length", type=int, default=None)
-    parser.add_argument("--init", choices=INITS, default="unused")
-    parser.add_argument("--encoder", choices=("lstm", "mlp", "none"), default="lstm")
-    parser.add_argument("--trainable-layers", type=int, default=None)
-    return parser
+def base_config(args, **fixed):
+    """RunConfig from an experiment script's pass-through options (cli.add_run_args(..., pass_through=True)):
+    the ones the user typed (not None) override RunConfig's defaults, then `fixed`."""
+    names = {f.name for f in dataclasses.fields(RunConfig)} - {"output", "overwrite", "method"}
+    typed = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return RunConfig(**{**typed, **fixed})
 
 
-def prompt_pattern(length):
-    """[u1..uN] around [MASK], then {text} (as few_shot_ptuning.py --prompt-length)."""
-    if length < 1:
-        raise FewShotError(f"prompt length {length}: must be at least 1")
-    slots = [f"[u{i}]" for i in range(1, length + 1)]
-    half = length // 2
-    return "".join(slots[:half]) + "[MASK]" + "".join(slots[half:]) + "{text}"
-
-
-def method_args(method, forward, **overrides):
-    """Namespace for one run: `forward` (argv strings, as a user would type them) parsed by the
-    method's parser, then `overrides` (python values) set."""
-    if method not in METHODS:
-        raise FewShotError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    parser = method_parser(method)
-
-    def error(message):
-        raise FewShotError(f"{message}")
-    parser.error = error
-    args = parser.parse_args(list(forward))
-    for key, value in overrides.items():
-        setattr(args, key, value)
-    if method == "prompt":
-        args.encoder = "none"
-    if getattr(args, "prompt_length", None) is not None:
-        args.pattern = prompt_pattern(args.prompt_length)
-    return args
-
-
-def builder(method, args):
-    """build_model(mlm, pattern, verbalizer, label_ids) for cli.run_training."""
-    from few_shot.ptuning import PtuningModel
-
-    def build(mlm, pattern, verbalizer, label_ids):
-        prompt_ids = mlm.tokenizer.tokens_to_ids(pattern.prompt_tokens)
-        common = dict(objective=args.objective, seed=args.seed, pattern=pattern.template,
-                      verbalizer=verbalizer.mapping, maxlen=args.maxlen)
-        if method == "finetune":
-            return PtuningModel(mlm.model, label_ids, prompt_ids, encoder=None, train_backbone=True,
-                                trainable_layers=args.trainable_layers, **common)
-        return PtuningModel(mlm.model, label_ids, prompt_ids, encoder=args.encoder, init=args.init, **common)
-    return build
+def options_of(config):
+    """The config's values that differ from RunConfig's defaults (for experiment.json and the tables)."""
+    default = RunConfig()
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(RunConfig)
+            if f.name not in ("method", "seed", "k", "output", "overwrite")
+            and getattr(config, f.name) != getattr(default, f.name)}
 
 
 def run_complete(run_dir, method, epochs):
@@ -90,34 +48,46 @@ def run_complete(run_dir, method, epochs):
     return metrics if finished and metrics.get("test_acc_at_best") is not None else None
 
 
-def run_one(method, args, run_dir):
-    """Train (or zero-shot score) into `run_dir`, its stdout going to `<run_dir>.log` -> (metrics, reused).
-    A finished run is read back; an interrupted one is redone from scratch."""
-    done = run_complete(run_dir, method, args.epochs)
+def run_one(config, run_dir):
+    """Train (or zero-shot score) `config` into `run_dir`, its stdout going to `<run_dir>.log`
+    -> (metrics, reused). A finished run is read back; an unfinished one is redone from scratch."""
+    done = run_complete(run_dir, config.method, config.epochs)
     if done is not None:
         return done, True
     import keras
 
-    from few_shot import cli
-    args.output = run_dir
-    args.overwrite = True  # replaces an interrupted run's leftovers
+    from few_shot import run
+    config = config.replace(output=run_dir, overwrite=True)  # replaces an unfinished run's own files
     os.makedirs(os.path.dirname(run_dir), exist_ok=True)
     keras.backend.clear_session()
     gc.collect()
     with open(run_dir + ".log", "w", encoding="utf-8") as f, contextlib.redirect_stdout(f):
-        if method == "zeroshot":
-            metrics = cli.zero_shot(args)
-        else:
-            metrics = cli.run_training(args, method, builder(method, args))
+        metrics = run.zero_shot(config) if config.method == "zeroshot" else run.run_training(config)
     return metrics, False
 
 
+def check_all(configs):
+    """Every run's config and data checked before the first one trains (a bad option fails at once)."""
+    from few_shot import run
+    for config in configs:
+        run.prepare(config)
+
+
+def classical_reference(config):
+    """The char TF-IDF + logistic-regression row on exactly the rows `config`'s run trains and is
+    tested on (few_shot/baselines.py; seconds, no model)."""
+    from few_shot import baselines, datasets
+    from few_shot.verbalizers import make_verbalizer
+    train, valid, test = datasets.load_splits(config, make_verbalizer(config.verbalizer))
+    return baselines.tfidf_logreg(train, valid, test, seed=config.seed)
+
+
 def test_acc(method, metrics):
-    return metrics["test_acc"] if method == "zeroshot" else metrics["test_acc_at_best"]
+    return metrics["test_acc_at_best"] if "test_acc_at_best" in metrics else metrics["test_acc"]
 
 
 def valid_acc(method, metrics):
-    return metrics["valid_acc"] if method == "zeroshot" else metrics["best_valid_acc"]
+    return metrics["best_valid_acc"] if "best_valid_acc" in metrics else metrics["valid_acc"]
 
 
 def mean_std(values):
@@ -165,20 +135,6 @@ def parse_list(text, flag, convert=str):
     return items
 
 
-def forward_options(args, names):
-    """argv strings for the pass-through options that were given (value not None)."""
-    out = []
-    for name in names:
-        value = getattr(args, name.lstrip("-").replace("-", "_"))
-        if value is not None:
-            out += [name, str(value)]
-    return out
-
-
 def progress(total, desc):
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, unit="run", file=sys.stderr, dynamic_ncols=True)
-
-
-def quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -37,9 +37,13 @@ def save_portable_prompt(model, path, model_ref=None):
     """Write the folded prompt and its metadata to `path` (a .safetensors file) -> path."""
     from safetensors.numpy import save_file
     matrix = fold_prompt(model)
-    meta = {"format": FORMAT, "pattern": model.pattern, "verbalizer": model.verbalizer,
+    if model.preprocessor is None:
+        raise FewShotError("this model has no preprocessor (pattern, verbalizer, maxlen) to save with the prompt; "
+                           "build it with build_model(method, mlm, preprocessor)")
+    text = model.preprocessor.get_config()
+    meta = {"format": FORMAT, "pattern": text["pattern"], "verbalizer": text["verbalizer"],
             "prompt_token_ids": model.prompt_token_ids, "label_token_ids": model.label_token_ids,
-            "maxlen": model.maxlen, "model": None if model_ref is None else str(model_ref),
+            "maxlen": text["maxlen"], "model": None if model_ref is None else str(model_ref),
             "hidden_size": int(model.backbone.hidden_size), "vocab_size": int(model.backbone.vocab_size),
             "trained_encoder": model.encoder, "init": model.init, "objective": model.objective}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -85,12 +89,13 @@ def portable_classifier(path, mlm=None):
     model, tokenizer = _load(path, mlm)
     if tokenizer is None:
         raise FewShotError("portable_classifier needs a PretrainedMLM (with its tokenizer) or a model folder")
-    return PromptClassifier(model, tokenizer)
+    return PromptClassifier(model)
 
 
 def _load(path, mlm):
     from few_shot.bert import BertMaskedLM
     from few_shot.loading import load_mlm
+    from few_shot.preprocessor import PromptPreprocessor
     from few_shot.ptuning import PtuningModel
 
     matrix, meta = read_portable_prompt(path)
@@ -105,8 +110,10 @@ def _load(path, mlm):
         raise FewShotError(f"{path}: the prompt was trained on an MLM with hidden size {meta['hidden_size']} and "
                            f"vocab {meta['vocab_size']}, this one has {backbone.hidden_size} and "
                            f"{backbone.vocab_size}; use the model the prompt names ({meta.get('model')})")
+    preprocessor = None
+    if tokenizer is not None:
+        preprocessor = PromptPreprocessor(tokenizer, meta["pattern"], meta["verbalizer"], meta["maxlen"])
     model = PtuningModel(backbone, meta["label_token_ids"], meta["prompt_token_ids"], encoder="none",
-                         init="unused", objective=meta.get("objective", "label"), pattern=meta["pattern"],
-                         verbalizer=meta["verbalizer"], maxlen=meta["maxlen"])
+                         init="unused", objective=meta.get("objective", "label"), preprocessor=preprocessor)
     model.prompt_encoder.set_initial_embeddings(matrix)
     return model, tokenizer

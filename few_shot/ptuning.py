@@ -4,11 +4,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from few_shot.bert import BertMaskedLM, split_inputs
+from few_shot.bert import gather_positions, split_inputs
+from few_shot.config import INITS, OBJECTIVES
 from few_shot.layers import PromptEncoder
-
-INITS = ("unused", "random", "vocab", "label")
-OBJECTIVES = ("vocab", "label")
 FIRST_REAL_TOKEN = 106  # Chinese BERT: [PAD], [unused1..99], [UNK], [CLS], [SEP], [MASK], <S>, <T>
 
 
@@ -29,14 +27,20 @@ class PtuningModel(keras.Model):
       inference both give the same ranking (the per-slot normaliser is shared by all labels).
     - Only the prompt encoder trains unless `train_backbone=True` (optionally only the last
       `trainable_layers` encoder layers plus the MLM head).
+    - `preprocessor`: the PromptPreprocessor that makes this model's inputs from raw rows; saved
+      with the model, so `keras.models.load_model` gives back a model that reads text.
     """
 
     def __init__(self, backbone, label_token_ids, prompt_token_ids=(), encoder="lstm", init="unused",
-                 objective="label", train_backbone=False, trainable_layers=None, seed=0,
-                 pattern=None, verbalizer=None, maxlen=128, **kwargs):
+                 objective="label", train_backbone=False, trainable_layers=None, seed=0, preprocessor=None,
+                 **kwargs):
+        # model.keras files written before the preprocessor existed carry these three instead
+        self.legacy_text_config = {k: kwargs.pop(k) for k in ("pattern", "verbalizer", "maxlen") if k in kwargs}
         super().__init__(**kwargs)
         if isinstance(backbone, dict):
             backbone = keras.saving.deserialize_keras_object(backbone)
+        if isinstance(preprocessor, dict):
+            preprocessor = keras.saving.deserialize_keras_object(preprocessor)
         if init not in INITS:
             raise ValueError(f"init={init!r}; choose one of {INITS}")
         if objective not in OBJECTIVES:
@@ -50,9 +54,7 @@ class PtuningModel(keras.Model):
         self.train_backbone = train_backbone
         self.trainable_layers = trainable_layers
         self.seed = seed
-        self.pattern = pattern
-        self.verbalizer = verbalizer
-        self.maxlen = maxlen
+        self.preprocessor = preprocessor
         self.num_labels = len(self.label_token_ids)
         self.num_masks = len(self.label_token_ids[0])
         self._freeze_backbone()
@@ -96,7 +98,8 @@ class PtuningModel(keras.Model):
         return self.prompt_encoder(training=training)
 
     def hidden_states(self, inputs, training=False):
-        """The backbone's last hidden states [B, T, H], prompt-token embeddings replaced."""
+        """The backbone's last hidden states [B, T, H], prompt-token embeddings replaced. The one
+        place prompts enter the model (the semi-supervised MLM loss runs through it too)."""
         token_ids, segment_ids = split_inputs(inputs)
         embeddings = self.backbone.embed_tokens(token_ids)
         if self.prompt_encoder is not None:
@@ -108,18 +111,11 @@ class PtuningModel(keras.Model):
         return self.backbone.encode(token_ids, segment_ids, token_embeddings=embeddings, training=training)
 
     def call(self, inputs, training=False):
-        hidden = self.hidden_states(inputs, training)
-        mask_positions = ops.cast(inputs["mask_positions"], "int32")
-        # gather the mask slots with a one-hot matmul: portable across backends and cheap
-        select = ops.one_hot(mask_positions, ops.shape(hidden)[1], dtype=hidden.dtype)  # [B, M, T]
-        at_mask = self.backbone.mlm_head.transform(ops.matmul(select, hidden))  # [B, M, H]
-        head = self.backbone.mlm_head
-        label_ids = ops.convert_to_tensor(self.label_token_ids, dtype="int32")  # [C, M]
-        rows = ops.take(self.backbone.embedding_matrix, label_ids, axis=0)  # [C, M, H]
-        scores = ops.einsum("bmh,cmh->bc", at_mask, ops.cast(rows, at_mask.dtype))
-        scores = scores + ops.sum(ops.take(head.output_bias, label_ids, axis=0), axis=-1)[None, :]
+        at_masks = gather_positions(self.hidden_states(inputs, training), inputs["mask_positions"])  # [B, M, H]
+        scores = self.backbone.label_word_scores(at_masks, self.label_token_ids)
         if training and self.objective == "vocab":
-            full = ops.matmul(at_mask, ops.transpose(self.backbone.embedding_matrix)) + head.output_bias
+            # the seed's objective: label words' log-probs under the full-vocabulary softmax per slot
+            full = self.backbone.mlm_logits(at_masks)
             scores = scores - ops.sum(ops.logsumexp(full, axis=-1), axis=-1, keepdims=True)
         return scores
 
@@ -135,7 +131,8 @@ class PtuningModel(keras.Model):
                       label_token_ids=self.label_token_ids, prompt_token_ids=self.prompt_token_ids,
                       encoder=self.encoder, init=self.init, objective=self.objective,
                       train_backbone=self.train_backbone, trainable_layers=self.trainable_layers,
-                      seed=self.seed, pattern=self.pattern, verbalizer=self.verbalizer, maxlen=self.maxlen)
+                      seed=self.seed, preprocessor=None if self.preprocessor is None else
+                      keras.saving.serialize_keras_object(self.preprocessor))
         return config
 
 

@@ -1,4 +1,4 @@
-"""Encoding, batching, distributed training and per-epoch evaluation shared by the two scripts."""
+"""Batching, distributed training and per-epoch evaluation (Scorer, EpochLogger) for every run."""
 import json
 import os
 import sys
@@ -7,38 +7,10 @@ import time
 import keras
 import numpy as np
 
+from few_shot import compat
 from few_shot.backend import inference_function
 from few_shot.errors import FewShotError
-from few_shot.loading import length_sorted_batches, pad_batch
-
-
-class EncodedSet:
-    """A dataset run through a pattern: token ids (ragged), mask positions [N, M], label indices [N]."""
-
-    def __init__(self, examples, tokenizer, pattern, verbalizer, maxlen, label_ids=None):
-        label_ids = label_ids or verbalizer.token_ids(tokenizer)
-        compiled = pattern.compile(tokenizer, len(label_ids[0]))
-        self.texts = [text for text, _ in examples]
-        self.token_ids, masks = [], []
-        for text in self.texts:
-            ids, mask = pattern.encode(tokenizer, text, maxlen, compiled=compiled)
-            self.token_ids.append(ids)
-            masks.append(mask)
-        self.mask_positions = np.asarray(masks, dtype="int32").reshape(len(examples), len(label_ids[0]))
-        index = {label: i for i, label in enumerate(verbalizer.labels)}
-        self.labels = np.asarray([index.get(label, -1) for _, label in examples], dtype="int32")
-        self.lengths = np.asarray([len(t) for t in self.token_ids])
-
-    def __len__(self):
-        return len(self.token_ids)
-
-    def batch(self, idx, pad_id=0, multiple=1):
-        """Rows `idx`, padded to their longest row rounded up to a multiple of `multiple`."""
-        length = -(-int(self.lengths[idx].max()) // multiple) * multiple
-        token_ids = pad_batch([self.token_ids[i] for i in idx], pad_id, length)
-        inputs = {"token_ids": token_ids, "segment_ids": np.zeros_like(token_ids),
-                  "mask_positions": self.mask_positions[idx]}
-        return inputs, self.labels[idx]
+from few_shot.loading import length_sorted_batches
 
 
 def training_batches(data, batch_size, seed, bucket_batches=8):
@@ -112,34 +84,11 @@ def make_strategy(kind="mirrored"):
         if "TF_CONFIG" not in os.environ:
             raise FewShotError("--strategy multiworker needs TF_CONFIG set on every worker; see README "
                                "'Several machines'")
-        _patch_keras_multiworker_reduce()
+        compat.patch_multiworker_log_reduction()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if kind == "none":
         return tf.distribute.get_strategy()
     return tf.distribute.MirroredStrategy()
-
-
-def _patch_keras_multiworker_reduce():
-    """Keras 3.15 averages per-replica logs with `strategy.reduce("MEAN", v, axis=0)` under
-    MultiWorkerMirroredStrategy, which fails for scalar logs such as the loss; reduce those with
-    axis=None (the mean over replicas), everything else as Keras does."""
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer
-
-    if getattr(trainer.reduce_per_replica, "few_shot_patch", False):
-        return
-    original = trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
-            def reduce(v):
-                scalar = all(t.shape.rank == 0 for t in strategy.experimental_local_results(v))
-                return strategy.reduce("MEAN", v, axis=None if scalar else 0)
-            return tf.nest.map_structure(reduce, values)
-        return original(values, strategy, reduction)
-
-    reduce_per_replica.few_shot_patch = True
-    trainer.reduce_per_replica = reduce_per_replica
 
 
 def is_chief(strategy):
@@ -150,11 +99,13 @@ def is_chief(strategy):
 
 
 class EpochLogger(keras.callbacks.Callback):
-    """After each epoch: valid/test accuracy, best-on-valid bookkeeping, one log line, metrics.json."""
+    """After each epoch: valid/test accuracy (and macro-F1), best-on-valid bookkeeping with the test
+    confusion matrix at the best epoch, one log line, metrics.json."""
 
-    def __init__(self, scorer, valid, test, output=None, summary=None):
+    def __init__(self, scorer, valid, test, output=None, summary=None, labels=None):
         super().__init__()
         self.scorer, self.valid, self.test = scorer, valid, test
+        self.labels = labels
         self.output = output
         self.summary = summary or {}
         self.epochs = []
@@ -164,16 +115,30 @@ class EpochLogger(keras.callbacks.Callback):
         self.start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
+        from sklearn.metrics import confusion_matrix, f1_score
         logs = logs or {}
-        valid_acc = self.scorer.accuracy(self.valid, "valid")
-        test_acc = self.scorer.accuracy(self.test, "test")
+        valid_pred = self.scorer.scores(self.valid, "valid").argmax(-1)
+        test_pred = self.scorer.scores(self.test, "test").argmax(-1)
+        valid_acc = float(np.mean(valid_pred == self.valid.labels))
+        test_acc = float(np.mean(test_pred == self.test.labels))
+        classes = np.arange(self.scorer.model.num_labels)
         record = {"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
-                  "valid_acc": valid_acc, "test_acc": test_acc, "seconds": time.time() - self.start}
+                  "valid_acc": valid_acc, "test_acc": test_acc,
+                  "valid_macro_f1": float(f1_score(self.valid.labels, valid_pred, labels=classes, average="macro",
+                                                   zero_division=0)),
+                  "test_macro_f1": float(f1_score(self.test.labels, test_pred, labels=classes, average="macro",
+                                                  zero_division=0)),
+                  "seconds": time.time() - self.start}
         if "mlm_loss" in logs:  # semi-supervised runs: the unlabelled MLM part of `loss` (unweighted)
             record["mlm_loss"] = float(logs["mlm_loss"])
         self.epochs.append(record)
         if valid_acc > self.best["best_valid_acc"]:
-            self.best = {"best_epoch": epoch + 1, "best_valid_acc": valid_acc, "test_acc_at_best": test_acc}
+            self.best = {"best_epoch": epoch + 1, "best_valid_acc": valid_acc, "test_acc_at_best": test_acc,
+                         "test_macro_f1_at_best": record["test_macro_f1"],
+                         # rows: true label, columns: predicted, in the order of `labels`
+                         "test_confusion_at_best": {"labels": self.labels or classes.tolist(), "matrix":
+                                                    confusion_matrix(self.test.labels, test_pred,
+                                                                     labels=classes).tolist()}}
             self.best_weights = [keras.ops.convert_to_numpy(w) for w in self.model.trainable_weights]
         print(f"epoch: {epoch + 1} - loss: {record['loss']:.4f} - valid_acc: {valid_acc:.4f} - "
               f"test_acc: {test_acc:.4f} - best_valid_acc: {self.best['best_valid_acc']:.4f} - "

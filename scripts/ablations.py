@@ -23,13 +23,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-PASS_THROUGH = ("--model", "--data", "--verbalizer", "--epochs", "--passes-per-epoch", "--batch-size", "--maxlen",
-                "--max-valid", "--max-test", "--k", "--strategy", "--objective", "--text-field", "--label-field")
 GROUPS = ("init", "length", "encoder")
+ENCODER_METHODS = {"lstm": "ptuning", "mlp": "mlp", "none": "prompt"}  # as few_shot_ptuning.py --encoder
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from few_shot.cli import Parser, add_run_args
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3, help="seeds 1..N per setting")
     p.add_argument("--output", default=os.path.join("runs", "ablations"), help="results folder (resumable)")
     p.add_argument("--inits", default="random,vocab,label,unused")
@@ -38,8 +38,7 @@ def build_parser():
     p.add_argument("--base-length", type=int, default=8, help="prompt length of the init and encoder groups")
     g = p.add_argument_group("passed to every run (defaults: few_shot_ptuning.py's; without --k the first 1%% "
                              "of train, as the seed)")
-    for flag in PASS_THROUGH:
-        g.add_argument(flag, default=None)
+    add_run_args(g, "ptuning", pass_through=True, exclude=("--seed", "--pattern"))
     return p
 
 
@@ -64,9 +63,9 @@ def main(argv=None):
 
     from few_shot.cli import user_errors
     from few_shot.errors import FewShotError
-    from few_shot.experiments import (check_output, format_mean_std, forward_options, mean_std, method_args,
-                                      parse_list, progress, run_one, test_acc, valid_acc)
-    from few_shot.ptuning import INITS
+    from few_shot.config import INITS
+    from few_shot.experiments import (base_config, check_all, check_output, classical_reference, format_mean_std,
+                                      mean_std, options_of, parse_list, progress, run_one, test_acc, valid_acc)
 
     with user_errors():
         inits = parse_list(args.inits, "--inits")
@@ -82,22 +81,22 @@ def main(argv=None):
             raise FewShotError(f"--encoders: unknown {', '.join(bad)}; choose from none, mlp, lstm")
         if args.seeds < 1:
             raise FewShotError(f"--seeds {args.seeds}: need at least 1")
-        forward = forward_options(args, PASS_THROUGH)
+        base = base_config(args)
         settings = plan(inits, lengths, encoders, args.base_length)
         unique = sorted({cfg for _, _, cfg in settings}, key=str)
         jobs = [(cfg, seed) for cfg in unique for seed in range(1, args.seeds + 1)]
-        job_args = {(cfg, seed): method_args("ptuning", forward + ["--seed", str(seed), "--init", cfg[0],
-                                                                    "--prompt-length", str(cfg[1]),
-                                                                    "--encoder", cfg[2]])
-                    for cfg, seed in jobs}
-        check_output(args.output, {"options": dict(zip(forward[::2], forward[1::2]))})
+        job_configs = {(cfg, seed): base.replace(method=ENCODER_METHODS[cfg[2]], seed=seed, init=cfg[0],
+                                                 prompt_length=cfg[1]) for cfg, seed in jobs}
+        check_all(job_configs.values())
+        options = options_of(base)
+        check_output(args.output, {"options": options})
 
         results, trained = {}, 0
         bar = progress(len(jobs), "runs")
         for cfg, seed in jobs:
             name = run_name(*cfg, seed)
             bar.set_postfix_str(name)
-            metrics, reused = run_one("ptuning", job_args[(cfg, seed)], os.path.join(args.output, "runs", name))
+            metrics, reused = run_one(job_configs[(cfg, seed)], os.path.join(args.output, "runs", name))
             trained += not reused
             results[(cfg, seed)] = {"run": name, "seed": seed, "test_acc": test_acc("ptuning", metrics),
                                     "valid_acc": valid_acc("ptuning", metrics),
@@ -110,6 +109,13 @@ def main(argv=None):
         bar.close()
 
         summary = []
+        refs = [classical_reference(base.replace(method="finetune", seed=seed)) for seed in range(1, args.seeds + 1)]
+        mean, std = mean_std([r["test_acc"] for r in refs])
+        vmean, vstd = mean_std([r["valid_acc"] for r in refs])
+        summary.append({"group": "reference", "setting": "char TF-IDF + LR", "init": None, "prompt_length": None,
+                        "encoder": None, "trainable_params": 0, "n": len(refs), "test_acc_mean": mean,
+                        "test_acc_std": std, "valid_acc_mean": vmean, "valid_acc_std": vstd, "best_epochs": [],
+                        "runs": []})
         for group, setting, cfg in settings:
             rs = [results[(cfg, seed)] for seed in range(1, args.seeds + 1)]
             mean, std = mean_std([r["test_acc"] for r in rs])
@@ -119,16 +125,15 @@ def main(argv=None):
                             "test_acc_mean": mean, "test_acc_std": std, "valid_acc_mean": vmean,
                             "valid_acc_std": vstd, "best_epochs": [r["best_epoch"] for r in rs],
                             "runs": [r["run"] for r in rs]})
-        options = dict(zip(forward[::2], forward[1::2]))
         with open(os.path.join(args.output, "ablations.json"), "w", encoding="utf-8") as f:
             json.dump({"options": options, "seeds": args.seeds, "summary": summary,
                        "runs": list(results.values())}, f, indent=2, ensure_ascii=False)
         train_rows = sorted({r["train_rows"] for r in results.values()})
         lines = ["# P-tuning ablations", "",
-                 f"Model {options.get('--model', 'models/zh-bert-mini')}, data {options.get('--data', 'data/sentiment')}, "
+                 f"Model {base.model or 'models/zh-bert-mini'}, data {os.path.relpath(base.data)}, "
                  f"{'/'.join(map(str, train_rows))} labelled train rows, seeds 1..{args.seeds}; test accuracy at "
                  f"the epoch chosen on valid. Base setting: init unused, {args.base_length} prompt tokens, "
-                 f"encoder lstm. Options: {' '.join(forward) or '(script defaults)'}.", "",
+                 f"encoder lstm. Options: {json.dumps(options, ensure_ascii=False) if options else '(script defaults)'}.", "",
                  "| group | setting | trainable params | test acc (mean ± std) | valid acc (mean ± std) | n |",
                  "|---|---|---:|---|---|---:|"]
         for s in summary:

@@ -144,33 +144,24 @@ class MemoryMeter:
 class Bench:
     """One model's inputs for the stages (plain attributes; forked children inherit them)."""
 
-    def __init__(self, name, model_dir, tokenizer, eval_set, train_set, valid_set, test_set, label_ids, prompt_ids,
-                 settings):
-        self.name, self.model_dir, self.tokenizer = name, model_dir, tokenizer
+    def __init__(self, name, model_dir, preprocessor, eval_set, train_set, valid_set, test_set, settings):
+        self.name, self.model_dir, self.preprocessor = name, model_dir, preprocessor
+        self.tokenizer = preprocessor.tokenizer
         self.eval_set, self.train_set, self.valid_set, self.test_set = eval_set, train_set, valid_set, test_set
-        self.label_ids, self.prompt_ids = label_ids, prompt_ids
+        self.label_ids, self.prompt_ids = preprocessor.label_token_ids, preprocessor.prompt_token_ids
         self.settings = settings  # dict: maxlen, seed, threads, repeats, train_steps, passes, ...
 
 
-def method_args(method, bench):
-    """The main script's own argparse defaults for `method` (lr, objective, batch sizes...)."""
-    from few_shot.experiments import method_args as parse
-    s = bench.settings
-    return parse(method, ["--seed", str(s["seed"]), "--maxlen", str(s["maxlen"]),
-                          "--passes-per-epoch", str(s["passes"])])
-
-
 def build_model(method, bench, mlm):
-    """PtuningModel exactly as few_shot_ptuning.py / few_shot_finetune.py build it."""
+    """PtuningModel exactly as few_shot_ptuning.py / few_shot_finetune.py build it -> (model, RunConfig)."""
     import keras
 
-    from few_shot.cli import make_verbalizer
-    from few_shot.experiments import builder
-    from few_shot.pattern import Pattern
-    args = method_args(method, bench)
-    keras.utils.set_random_seed(args.seed)
-    model = builder(method, args)(mlm, Pattern(args.pattern), make_verbalizer(args.verbalizer), bench.label_ids)
-    return model, args
+    from few_shot.config import RunConfig
+    from few_shot.methods import build_model as build
+    s = bench.settings
+    config = RunConfig(method=method, seed=s["seed"], maxlen=s["maxlen"], passes_per_epoch=s["passes"])
+    keras.utils.set_random_seed(config.seed)
+    return build(method, mlm, bench.preprocessor, config), config
 
 
 def setup_threads(threads):
@@ -277,8 +268,8 @@ def stage_eval_fast(bench, jit_compile):
     threads = setup_threads(s["threads"])
     with MemoryMeter() as memory:
         mlm = load_mlm(bench.model_dir)
-        model, args = build_model("ptuning", bench, mlm)
-        scorer = Scorer(model, args.eval_batch_size, jit_compile=jit_compile)
+        model, cfg = build_model("ptuning", bench, mlm)
+        scorer = Scorer(model, cfg.eval_batch_size, jit_compile=jit_compile)
         data, multiple = bench.eval_set, scorer.pad_multiple
         first = {}
 
@@ -287,7 +278,7 @@ def stage_eval_fast(bench, jit_compile):
                 scorer.scores(data)
             first.update(seconds=round(clock.seconds, 4), cpu_seconds=round(clock.cpu_seconds, 4))
         scores, clocks = timed_passes(lambda: scorer.scores(data), warmup, s["repeats"])
-    return eval_record(bench, clocks, scores, args.eval_batch_size, memory.result(), jit_compile=jit_compile,
+    return eval_record(bench, clocks, scores, cfg.eval_batch_size, memory.result(), jit_compile=jit_compile,
                        threads=threads, prompts=fold_prompt(model), prompt_ids=list(model.prompt_token_ids),
                        first_pass=first, pad_multiple=multiple,
                        padded_tokens=int(sum(data.batch(idx, multiple=multiple)[0]["token_ids"].size
@@ -364,9 +355,9 @@ def stage_train_step(bench, method, warmup_steps=2):
     threads = setup_threads(s["threads"])
     with MemoryMeter() as memory:
         mlm = load_mlm(bench.model_dir)
-        model, args = build_model(method, bench, mlm)
-        model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=model.loss_function())
-        batches = training_batches(bench.train_set, args.batch_size, args.seed)
+        model, cfg = build_model(method, bench, mlm)
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=model.loss_function())
+        batches = training_batches(bench.train_set, cfg.batch_size, cfg.seed)
         for _ in range(warmup_steps):  # two shapes: the train function's relaxed-shape trace
             model.train_on_batch(*next(batches))
         clocks, samples, tokens = [], 0, 0
@@ -378,11 +369,11 @@ def stage_train_step(bench, method, warmup_steps=2):
             samples += len(y)
             tokens += x["token_ids"].size
     seconds, cpu = sum(c.seconds for c in clocks), sum(c.cpu_seconds for c in clocks)
-    return {"method": method, "steps": len(clocks), "batch_size": args.batch_size, "samples": samples,
+    return {"method": method, "steps": len(clocks), "batch_size": cfg.batch_size, "samples": samples,
             "padded_tokens": tokens, "seconds": [round(c.seconds, 4) for c in clocks], "total_seconds": seconds,
             "total_cpu_seconds": cpu, "samples_per_s": samples / seconds, "samples_per_cpu_s": samples / cpu,
             "trainable_params": count_params(model.trainable_weights),
-            "lr": args.lr, "jit_compile": bool(model.jit_compile), "memory": memory.result(), "threads": threads}
+            "lr": cfg.learning_rate, "jit_compile": bool(model.jit_compile), "memory": memory.result(), "threads": threads}
 
 
 def fixed_padding_dataset(data, batch_size, seed, length, pad_id=0):
@@ -411,6 +402,8 @@ def full_logits_trainer(model):
     import keras
     from keras import ops
 
+    from few_shot.bert import gather_positions
+
     class FullLogitsTrainer(keras.Model):
         def __init__(self, ptuning):
             super().__init__()
@@ -421,9 +414,7 @@ def full_logits_trainer(model):
             m, backbone = self.ptuning, self.ptuning.backbone
             hidden = m.hidden_states(inputs, training)
             logits = backbone.mlm_logits(hidden)  # [B, T, vocab]
-            select = ops.one_hot(ops.cast(inputs["mask_positions"], "int32"), ops.shape(logits)[1],
-                                 dtype=logits.dtype)
-            at_mask = ops.matmul(select, logits)  # [B, M, vocab]
+            at_mask = gather_positions(logits, inputs["mask_positions"])  # [B, M, vocab]
             if training and m.objective == "vocab":
                 at_mask = at_mask - ops.logsumexp(at_mask, axis=-1, keepdims=True)
             words = ops.one_hot(ops.convert_to_tensor(m.label_token_ids, dtype="int32"), ops.shape(logits)[-1],
@@ -445,15 +436,15 @@ def stage_epoch(bench, variant):
     threads = setup_threads(s["threads"])
     with MemoryMeter() as memory:
         mlm = load_mlm(bench.model_dir)
-        model, args = build_model("ptuning", bench, mlm)
+        model, cfg = build_model("ptuning", bench, mlm)
         trainer = model if variant == "ours" else full_logits_trainer(model)
-        trainer.compile(optimizer=keras.optimizers.Adam(args.lr), loss=model.loss_function())
-        steps = max(1, -(-len(bench.train_set) * args.passes_per_epoch // args.batch_size))  # as run_training
+        trainer.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=model.loss_function())
+        steps = max(1, -(-len(bench.train_set) * cfg.passes_per_epoch // cfg.batch_size))  # as run_training
         valid = bench.valid_set
         if variant == "ours":
-            dataset = training_dataset(bench.train_set, args.batch_size, args.seed)
-            scorer = Scorer(model, args.eval_batch_size)
-            size = args.eval_batch_size
+            dataset = training_dataset(bench.train_set, cfg.batch_size, cfg.seed)
+            scorer = Scorer(model, cfg.eval_batch_size)
+            size = cfg.eval_batch_size
 
             def accuracy(data):
                 return scorer.accuracy(data)
@@ -462,17 +453,17 @@ def stage_epoch(bench, variant):
                 scorer.fn(valid.batch(idx)[0])
             order = np.argsort(valid.lengths, kind="stable")  # Scorer's batch order
         else:
-            dataset = fixed_padding_dataset(bench.train_set, args.batch_size, args.seed, args.maxlen,
+            dataset = fixed_padding_dataset(bench.train_set, cfg.batch_size, cfg.seed, cfg.maxlen,
                                             bench.tokenizer.pad_id)
             size = 32
 
             def accuracy(data):
                 write_prompt_rows(mlm.model, model.prompt_token_ids, fold_prompt(model))
-                return float(np.mean(naive_scores(mlm, data, bench.label_ids, size, args.maxlen).argmax(-1)
+                return float(np.mean(naive_scores(mlm, data, bench.label_ids, size, cfg.maxlen).argmax(-1)
                                      == data.labels))
 
             def eval_batch(idx):
-                naive_scores(mlm, valid, bench.label_ids, size, args.maxlen, idx)
+                naive_scores(mlm, valid, bench.label_ids, size, cfg.maxlen, idx)
             order = np.arange(len(valid))
         start = time.perf_counter()
         # one step traces the train function (tf.data gives it unknown lengths: no retrace later)
@@ -485,7 +476,7 @@ def stage_epoch(bench, variant):
             with Clock() as train:
                 history = trainer.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
             valid_acc, test_acc = accuracy(bench.valid_set), accuracy(bench.test_set)
-    return {"variant": variant, "steps": steps, "train_rows": len(bench.train_set), "passes": args.passes_per_epoch,
+    return {"variant": variant, "steps": steps, "train_rows": len(bench.train_set), "passes": cfg.passes_per_epoch,
             "valid_rows": len(bench.valid_set), "test_rows": len(bench.test_set), "warmup_seconds": warmup,
             "train_seconds": train.seconds, "eval_seconds": epoch.seconds - train.seconds, "seconds": epoch.seconds,
             "cpu_seconds": epoch.cpu_seconds, "loss": float(history.history["loss"][-1]), "valid_acc": valid_acc,
@@ -604,20 +595,16 @@ def load_rows(folder):
 
 
 def make_bench(name, model_dir, rows, settings, eval_rows):
-    from few_shot.cli import make_verbalizer
-    from few_shot.pattern import PTUNING_PATTERN, Pattern
+    from few_shot.pattern import PTUNING_PATTERN
+    from few_shot.preprocessor import PromptPreprocessor
     from few_shot.tokenizer import Tokenizer
-    from few_shot.training import EncodedSet
+    from few_shot.verbalizers import make_verbalizer
     train, valid, test = rows
     tokenizer = Tokenizer(os.path.join(model_dir, "vocab.txt"))
-    pattern, verbalizer = Pattern(PTUNING_PATTERN), make_verbalizer(None)
-    label_ids = verbalizer.token_ids(tokenizer)
+    preprocessor = PromptPreprocessor(tokenizer, PTUNING_PATTERN, make_verbalizer(None), settings["maxlen"])
     n = settings["epoch_eval_rows"]
-
-    def encode(examples):
-        return EncodedSet(examples, tokenizer, pattern, verbalizer, settings["maxlen"], label_ids)
-    return Bench(name, model_dir, tokenizer, encode(test[:eval_rows]), encode(train), encode(valid[:n]),
-                 encode(test[:n]), label_ids, tokenizer.tokens_to_ids(pattern.prompt_tokens), settings)
+    return Bench(name, model_dir, preprocessor, preprocessor.encode(test[:eval_rows]), preprocessor.encode(train),
+                 preprocessor.encode(valid[:n]), preprocessor.encode(test[:n]), settings)
 
 
 def compare_eval(results):

@@ -31,25 +31,22 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-PASS_THROUGH = ("--model", "--data", "--fewclue-fold", "--verbalizer", "--epochs", "--passes-per-epoch",
-                "--batch-size", "--maxlen", "--max-valid", "--max-test", "--text-field", "--label-field",
-                "--strategy", "--objective")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from few_shot.cli import Parser, add_run_args
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ks", default="0,8,16,32,64,168", help="comma-separated k values (0 = zero-shot)")
     p.add_argument("--methods", default="zeroshot,ptuning,prompt,finetune",
                    help="comma-separated: zeroshot, ptuning, prompt (encoder none), finetune")
     p.add_argument("--seeds", type=int, default=3, help="seeds 1..N per trained method and k")
     p.add_argument("--output", default=os.path.join("runs", "fewshot_curve"),
                    help="results folder; rerun with the same one to resume (default runs/fewshot_curve)")
-    p.add_argument("--pattern", default=None, help="pattern for the trained methods (default: the scripts')")
     p.add_argument("--zero-shot-pattern", default=None,
                    help="hand-written pattern for zeroshot (default: the verbalizer's, e.g. [MASK]满意。{text})")
-    g = p.add_argument_group("passed to every run (defaults: those of few_shot_ptuning.py / few_shot_finetune.py)")
-    for flag in PASS_THROUGH:
-        g.add_argument(flag, default=None)
+    g = p.add_argument_group("passed to every run (defaults: those of few_shot_ptuning.py / few_shot_finetune.py; "
+                             "--pattern: the trained methods' pattern)")
+    add_run_args(g, "ptuning", pass_through=True, exclude=("--k", "--seed", "--train-fraction"))
     return p
 
 
@@ -67,28 +64,15 @@ def plan_runs(methods, ks, seeds):
     return runs
 
 
-def train_size(options):
-    """Rows in the train split (to check --ks before any training)."""
-    from few_shot import cli, datasets
-    data = options.get("--data") or cli.DEFAULT_DATA
-    fold = options.get("--fewclue-fold")
-    text, label = options.get("--text-field"), options.get("--label-field")
-    if fold is not None:
-        splits = datasets.load_fewclue(data, fold if fold == "all" else int(fold), text, label)
-    else:
-        splits = datasets.load_task(data, text, label)
-    return len(splits["train"])
-
-
-def run_argv(method, k, seed, forward, args):
-    argv = list(forward)
-    if method == "zeroshot":
-        if args.zero_shot_pattern:
-            argv += ["--pattern", args.zero_shot_pattern]
-        return argv + ["--train-fraction", "1"]  # train is not used; keep tiny data sets legal
-    if args.pattern:
-        argv += ["--pattern", args.pattern]
-    return argv + ["--k", str(k), "--seed", str(seed)]
+def plan_configs(runs, base, args):
+    """RunConfig of each planned run (zero-shot: its own pattern, all of train allowed)."""
+    configs = []
+    for method, k, seed, _ in runs:
+        if method == "zeroshot":
+            configs.append(base.replace(method="zeroshot", pattern=args.zero_shot_pattern, train_fraction=1.0))
+        else:
+            configs.append(base.replace(method=method, k=k, seed=seed))
+    return configs
 
 
 def record(method, k, seed, name, metrics, reused):
@@ -200,10 +184,13 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from tqdm.auto import tqdm
 
+    from few_shot import datasets
     from few_shot.cli import user_errors
     from few_shot.errors import FewShotError
-    from few_shot.experiments import (METHODS, check_output, forward_options, method_args, parse_list,
-                                      progress, run_one)
+    from few_shot.config import METHODS
+    from few_shot.experiments import (base_config, check_all, check_output, classical_reference, options_of,
+                                      parse_list, progress, run_one)
+    from few_shot.verbalizers import make_verbalizer
 
     with user_errors():
         methods = parse_list(args.methods, "--methods")
@@ -215,25 +202,25 @@ def main(argv=None):
             raise FewShotError(f"--ks: k={ks[0]} is negative; k counts labelled rows (0 = zero-shot)")
         if args.seeds < 1:
             raise FewShotError(f"--seeds {args.seeds}: need at least 1")
-        forward = forward_options(args, PASS_THROUGH)
-        options = dict(zip(forward[::2], forward[1::2]))
-        n_train = train_size(options)
+        base = base_config(args)
+        n_train = len(datasets.load_splits(base.replace(train_fraction=1.0), make_verbalizer(base.verbalizer))[0])
         if ks[-1] > n_train and any(m != "zeroshot" for m in methods):
             raise FewShotError(f"--ks: k={ks[-1]} is more than the {n_train} training rows; use k <= {n_train}")
         runs = plan_runs(methods, ks, args.seeds)
         if not runs:
             raise FewShotError("nothing to run: trained methods need some k > 0 in --ks")
-        # parse every run's options before the first one trains, so a bad option fails at once
-        run_args = [method_args(m, run_argv(m, k, s, forward, args)) for m, k, s, _ in runs]
-        config = {"options": options, "pattern": args.pattern, "zero_shot_pattern": args.zero_shot_pattern}
+        configs = plan_configs(runs, base, args)
+        check_all(configs)  # every run's options and data, before the first one trains
+        options = options_of(base)
+        config = {"options": options, "zero_shot_pattern": args.zero_shot_pattern}
         check_output(args.output, config)
 
         rows = []
         bar = progress(len(runs), "runs")
-        for (method, k, seed, name), run in zip(runs, run_args):
+        for (method, k, seed, name), run in zip(runs, configs):
             bar.set_postfix_str(name)
             start = time.time()
-            metrics, reused = run_one(method, run, os.path.join(args.output, "runs", name))
+            metrics, reused = run_one(run, os.path.join(args.output, "runs", name))
             row = record(method, k, seed, name, metrics, reused)
             rows.append(row)
             how = "reused (finished before)" if reused else f"done in {time.time() - start:.0f}s"
@@ -241,15 +228,21 @@ def main(argv=None):
                        f"{row['best_epoch']}) - {how}")
             bar.update(1)
         bar.close()
+        if any(m != "zeroshot" for m in methods):  # the classical reference on the same samples
+            for k in (k for k in ks if k > 0):
+                for seed in range(1, args.seeds + 1):
+                    reference = classical_reference(base.replace(method="finetune", k=k, seed=seed))
+                    rows.append(record("tfidf-lr", k, seed, "", reference, False))
+            methods = methods + ["tfidf-lr"]
         summary = summarise(rows)
         config.update(ks=ks, methods=methods, seeds=args.seeds)
         write_results(args.output, config, rows, summary)
-        model = options.get("--model") or "models/zh-bert-mini"
-        data = options.get("--data") or "data/sentiment"
+        model = base.model or "models/zh-bert-mini"
+        data = os.path.relpath(base.data)
         plot_curve(os.path.join(args.output, "curve.png"), ks, methods, summary,
                    f"{model} on {data}: test accuracy vs k (mean ± std over seeds)")
         plot_epochs(args.output, rows)
-        for s in sorted(summary, key=lambda s: (METHODS.index(s["method"]), s["k"])):
+        for s in sorted(summary, key=lambda s: (methods.index(s["method"]), s["k"])):
             print(f"{s['method']:>9} k={s['k']:<4} test_acc {s['test_acc_mean']:.4f} ± {s['test_acc_std']:.4f} "
                   f"(n={s['n']})")
         print(f"wrote {os.path.join(args.output, 'results.json')}, results.csv, curve.png")

@@ -60,6 +60,11 @@ def build_parser():
                                                        "(default 0.01)")
     t.add_argument("--clip-norm", type=float, help="global gradient-norm clip, 0 = off (default 1.0)")
     t.add_argument("--seed", type=int, help="data order, masking and initialisation (default 0)")
+    t.add_argument("--mixed-precision", action="store_true",
+                   help="bf16 compute with float32 weights (Keras mixed_bfloat16), for GPUs/TPUs")
+    t.add_argument("--max-minutes", type=float, metavar="M",
+                   help="stop cleanly after M minutes of wall time (checkpoint + export); the learning-rate "
+                        "schedule still follows --steps")
     o = p.add_argument_group("output")
     o.add_argument("--output", required=True, metavar="DIR")
     o.add_argument("--save-every", type=int, default=500, help="checkpoint to DIR/checkpoint every N steps")

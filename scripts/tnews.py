@@ -25,20 +25,19 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 DEFAULT_DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "fewclue_tnews"))
-PASS_THROUGH = ("--model", "--epochs", "--passes-per-epoch", "--batch-size", "--maxlen", "--max-valid",
-                "--max-test", "--strategy", "--seed", "--objective")
 METHODS = ("zeroshot", "ptuning", "finetune")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from few_shot.cli import Parser, add_run_args
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA, help="FewCLUE tnews folder (default ../shared/data/fewclue_tnews)")
     p.add_argument("--folds", default="0,1,2,3,4", help="comma-separated FewCLUE folds (0-4)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated: zeroshot, ptuning, finetune")
     p.add_argument("--output", default=os.path.join("runs", "tnews"), help="results folder (resumable)")
     g = p.add_argument_group("passed to every run (defaults: those of the main scripts)")
-    for flag in PASS_THROUGH:
-        g.add_argument(flag, default=None)
+    add_run_args(g, "ptuning", pass_through=True, exclude=("--data", "--fewclue-fold", "--verbalizer", "--k",
+                                                            "--train-fraction"))
     return p
 
 
@@ -48,8 +47,8 @@ def main(argv=None):
 
     from few_shot.cli import user_errors
     from few_shot.errors import FewShotError
-    from few_shot.experiments import (check_output, format_mean_std, forward_options, mean_std, method_args,
-                                      parse_list, progress, run_one, test_acc, valid_acc)
+    from few_shot.experiments import (base_config, check_all, check_output, classical_reference, format_mean_std,
+                                      mean_std, options_of, parse_list, progress, run_one, test_acc, valid_acc)
 
     with user_errors():
         folds = parse_list(args.folds, "--folds", int)
@@ -59,21 +58,21 @@ def main(argv=None):
         bad = [m for m in methods if m not in METHODS]
         if bad:
             raise FewShotError(f"--methods: unknown {', '.join(bad)}; choose from {', '.join(METHODS)}")
-        forward = ["--data", args.data, "--verbalizer", "tnews"] + forward_options(args, PASS_THROUGH)
+        base = base_config(args, data=args.data, verbalizer="tnews")
         jobs = []
         for method in methods:
             for fold in (folds[:1] if method == "zeroshot" else folds):
                 name = "zeroshot" if method == "zeroshot" else f"{method}_f{fold}"
-                jobs.append((method, fold, name,
-                             method_args(method, forward + ["--fewclue-fold", str(fold)])))
-        options = dict(zip(forward[::2], forward[1::2]))
+                jobs.append((method, fold, name, base.replace(method=method, fewclue_fold=str(fold))))
+        check_all([run for *_, run in jobs])
+        options = options_of(base)
         check_output(args.output, {"options": options})
 
         runs = []
         bar = progress(len(jobs), "runs")
         for method, fold, name, run in jobs:
             bar.set_postfix_str(name)
-            metrics, reused = run_one(method, run, os.path.join(args.output, "runs", name))
+            metrics, reused = run_one(run, os.path.join(args.output, "runs", name))
             runs.append({"method": method, "fold": fold, "run": name, "test_acc": test_acc(method, metrics),
                          "valid_acc": valid_acc(method, metrics), "best_epoch": metrics.get("best_epoch"),
                          "trainable_params": metrics.get("trainable_params", 0),
@@ -82,9 +81,14 @@ def main(argv=None):
                        f"{' - reused (finished before)' if reused else ''}")
             bar.update(1)
         bar.close()
+        for fold in folds:  # the classical reference on each fold's rows
+            ref = classical_reference(base.replace(method="finetune", fewclue_fold=str(fold)))
+            runs.append({"method": "tfidf-lr", "fold": fold, "run": "", "test_acc": ref["test_acc"],
+                         "valid_acc": ref["valid_acc"], "best_epoch": None, "trainable_params": 0,
+                         "train_rows": ref["train_rows"], "seconds": None})
 
         summary = []
-        for method in methods:
+        for method in methods + ["tfidf-lr"]:
             rs = [r for r in runs if r["method"] == method]
             mean, std = mean_std([r["test_acc"] for r in rs])
             vmean, vstd = mean_std([r["valid_acc"] for r in rs])
@@ -94,10 +98,10 @@ def main(argv=None):
         with open(os.path.join(args.output, "results.json"), "w", encoding="utf-8") as f:
             json.dump({"options": options, "summary": summary, "runs": runs}, f, indent=2, ensure_ascii=False)
         lines = ["# FewCLUE tnews (15 classes)", "",
-                 f"Model {options.get('--model', 'models/zh-bert-mini')}; train_<i> / dev_<i> (epoch choice) / "
-                 f"test_public{' (first ' + options['--max-test'] + ' rows)' if '--max-test' in options else ''}; "
+                 f"Model {base.model or 'models/zh-bert-mini'}; train_<i> / dev_<i> (epoch choice) / "
+                 f"test_public{f' (first {base.max_test} rows)' if base.max_test else ''}; "
                  f"folds {','.join(map(str, folds))}. Zero-shot is fold-independent on test and scored once. "
-                 f"Options: {' '.join(forward)}.", "",
+                 f"Options: {json.dumps(options, ensure_ascii=False)}.", "",
                  "| method | folds | trainable params | test acc (mean ± std) | valid acc (mean ± std) |",
                  "|---|---|---:|---|---|"]
         for s in summary:

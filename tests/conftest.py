@@ -220,3 +220,51 @@ def hf_mlm_loader():
 def hf_oracle():
     """The hf_mlm_logits function, as a fixture for test files that prefer not to import conftest."""
     return hf_mlm_logits
+
+
+# -- tiny models for unit tests (import these: `from conftest import tiny_bert, ...`) -----------
+
+TINY_CHARS = list("很不好差酒店服务满意这家的是了我们一个房间还可以太吵。新闻条体育财经娱乐")
+TINY_VOCAB = (["[PAD]"] + [f"[unused{i}]" for i in range(1, 100)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+              + TINY_CHARS + ["体育", "财经"])
+TINY_ROWS = [("这家酒店很好", "1"), ("服务太差了", "0"), ("房间还可以", "1"), ("太吵了", "0"),
+             ("我们满意", "1"), ("不好", "0"), ("这个酒店好", "1"), ("服务差", "0")]
+SENTIMENT = {"0": "不", "1": "很"}
+
+
+def tiny_tokenizer():
+    """A Tokenizer over TINY_VOCAB (Chinese BERT layout: [PAD], [unused1..99], [UNK], [CLS], [SEP], [MASK])."""
+    from few_shot import Tokenizer
+    return Tokenizer({t: i for i, t in enumerate(TINY_VOCAB)})
+
+
+def tiny_bert(seed=0, dropout=0.0, **shape):
+    """A random 2-layer, hidden-16 BertMaskedLM over TINY_VOCAB (dropout off unless asked)."""
+    import keras
+
+    from few_shot import BertMaskedLM
+    keras.utils.set_random_seed(seed)
+    config = dict(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, max_position=64, **shape)
+    return BertMaskedLM(vocab_size=len(TINY_VOCAB), dropout=dropout, **config)
+
+
+def tiny_preprocessor(pattern=None, verbalizer=None, maxlen=32):
+    from few_shot.pattern import PTUNING_PATTERN
+    from few_shot.preprocessor import PromptPreprocessor
+    return PromptPreprocessor(tiny_tokenizer(), pattern or PTUNING_PATTERN, verbalizer or SENTIMENT, maxlen)
+
+
+def tiny_model(method="ptuning", pattern=None, verbalizer=None, rows=TINY_ROWS, maxlen=32, seed=0, **config):
+    """build_model(method) on tiny_bert(seed) -> (model, EncodedSet of `rows`, preprocessor)."""
+    from few_shot.config import RunConfig
+    from few_shot.methods import build_model
+    preprocessor = tiny_preprocessor(pattern, verbalizer, maxlen)
+    model = build_model(method, tiny_bert(seed), preprocessor, RunConfig(method=method, seed=seed, **config))
+    return model, preprocessor.encode(rows), preprocessor
+
+
+class TinyMLM:
+    """Stands in for a PretrainedMLM: .model, .tokenizer, .path."""
+
+    def __init__(self, model, tokenizer, path="tiny"):
+        self.model, self.tokenizer, self.path = model, tokenizer, path

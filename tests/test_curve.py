@@ -67,12 +67,12 @@ def test_curve_writes_results_and_resumes(tiny_setup, tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert {(r["method"], r["k"], r["seed"]) for r in results["runs"]} == {
-        ("zeroshot", 0, 0), ("ptuning", 4, 1), ("prompt", 4, 1)}
+        ("zeroshot", 0, 0), ("ptuning", 4, 1), ("prompt", 4, 1), ("tfidf-lr", 4, 1)}  # + the classical reference
     assert all(0.0 <= r["test_acc"] <= 1.0 for r in results["runs"])
     by = {r["method"]: r for r in results["runs"]}
     assert by["ptuning"]["train_rows"] == 4 and by["prompt"]["trainable_params"] < by["ptuning"]["trainable_params"]
     with open(out / "results.csv", encoding="utf-8") as f:
-        assert len(list(csv.DictReader(f))) == 3
+        assert len(list(csv.DictReader(f))) == 4
     run_dir = out / "runs" / "ptuning_k4_s1"
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["config"]["k"] == 4 and metrics["config"]["seed"] == 1 and metrics["config"]["epochs"] == 2
@@ -143,7 +143,7 @@ def test_ablations_table_and_resume(tiny_setup, tmp_path):
     results = json.loads((out / "ablations.json").read_text(encoding="utf-8"))
     settings = {(r["group"], r["setting"]) for r in results["summary"]}
     assert settings == {("init", "unused"), ("init", "random"), ("length", "2"), ("encoder", "none"),
-                        ("encoder", "lstm")}
+                        ("encoder", "lstm"), ("reference", "char TF-IDF + LR")}
     params = {(r["group"], r["setting"]): r["trainable_params"] for r in results["summary"]}
     assert params[("encoder", "none")] == 8 * 16 and params[("length", "2")] < params[("encoder", "lstm")]
     assert "| encoder | none | 128 |" in table

@@ -159,20 +159,18 @@ def test_main_script_reports_bad_data_in_one_line(tmp_path, monkeypatch, capsys,
 
 def test_fewclue_through_the_main_script_options(tmp_path):
     """--fewclue-fold with the tnews verbalizer: labels are checked against the 15 tnews ids."""
-    from argparse import Namespace
-
-    from few_shot.cli import load_splits, make_verbalizer
+    from few_shot.config import RunConfig
+    from few_shot.verbalizers import make_verbalizer
     folder = make_fewclue(tmp_path / "tnews")
-    args = Namespace(data=folder, fewclue_fold="0", text_field=None, label_field=None, k=None,
-                     train_fraction=0.01, seed=1, max_valid=None, max_test=5)
-    train, valid, test = load_splits(args, make_verbalizer("tnews"))
+    config = RunConfig(data=folder, fewclue_fold="0", seed=1, max_test=5)
+    train, valid, test = ds.load_splits(config, make_verbalizer("tnews"))
     assert (len(train), len(valid), len(test)) == (9, 6, 5)
-    args.k = 3
-    assert ds.label_counts(load_splits(args, make_verbalizer("tnews"))[0]) == {"100": 1, "101": 1, "102": 1}
+    three = ds.load_splits(config.replace(k=3), make_verbalizer("tnews"))[0]
+    assert ds.label_counts(three) == {"100": 1, "101": 1, "102": 1}
 
 
 def test_max_test_warns_when_the_cut_loses_labels():
-    from few_shot.cli import first_rows
+    from few_shot.datasets import first_rows
     rows = [(f"t{i}", str(i // 10)) for i in range(30)]  # ordered by label, as FewCLUE test_public
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

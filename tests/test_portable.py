@@ -5,47 +5,23 @@ import keras
 import numpy as np
 import pytest
 
-from few_shot import BertMaskedLM, FewShotError, Tokenizer
-from few_shot.pattern import PTUNING_PATTERN, Pattern, Verbalizer
+from conftest import TINY_ROWS, TINY_VOCAB, TinyMLM, tiny_bert, tiny_model
+from few_shot import BertMaskedLM, FewShotError
+from few_shot.pattern import PTUNING_PATTERN, Pattern
 from few_shot.portable import load_portable_prompt, portable_classifier, read_portable_prompt, save_portable_prompt
 from few_shot.ptuning import PtuningModel
-from few_shot.training import EncodedSet, training_batches
-
-CHARS = list("很不好差酒店服务满意这家的是了我们一个房间还可以太吵。新闻条体育财经娱乐")
-VOCAB = ["[PAD]"] + [f"[unused{i}]" for i in range(1, 100)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"] + CHARS
-ROWS = [("这家酒店很好", "1"), ("服务太差了", "0"), ("房间还可以", "1"), ("太吵了", "0"),
-        ("我们满意", "1"), ("不好", "0"), ("这个酒店好", "1"), ("服务差", "0")]
+from few_shot.training import training_batches
 
 
-class TinyMLM:
-    """Stands in for a PretrainedMLM: .model, .tokenizer, .path."""
-
-    def __init__(self, model, tokenizer, path="tiny"):
-        self.model, self.tokenizer, self.path = model, tokenizer, path
-
-
-def tiny_tokenizer():
-    return Tokenizer({t: i for i, t in enumerate(VOCAB)})
-
-
-def tiny_bert(seed=0):
-    keras.utils.set_random_seed(seed)
-    return BertMaskedLM(vocab_size=len(VOCAB), hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
-                        max_position=64, dropout=0.0)
-
-
-def trained(encoder, verbalizer=None, rows=ROWS, pattern=PTUNING_PATTERN):
-    tok = tiny_tokenizer()
-    p, v = Pattern(pattern), Verbalizer(verbalizer or {"0": "不", "1": "很"})
-    label_ids = v.token_ids(tok)
-    model = PtuningModel(tiny_bert(), label_ids, tok.tokens_to_ids(p.prompt_tokens), encoder=encoder,
-                         pattern=p.template, verbalizer=v.mapping, maxlen=32)
-    data = EncodedSet(rows, tok, p, v, 32, label_ids)
+def trained(encoder, verbalizer=None, rows=TINY_ROWS, pattern=PTUNING_PATTERN):
+    """A tiny prompt model after 3 training steps -> (model, data, tokenizer)."""
+    method = {"lstm": "ptuning", "mlp": "mlp", "none": "prompt"}[encoder]
+    model, data, preprocessor = tiny_model(method, pattern, verbalizer, rows)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=model.loss_function())
     batches = training_batches(data, 4, seed=0)
     for _ in range(3):
         model.train_on_batch(*next(batches))
-    return model, data, tok
+    return model, data, preprocessor.tokenizer
 
 
 @pytest.mark.parametrize("encoder", ["lstm", "mlp"])
@@ -61,7 +37,9 @@ def test_folded_prompt_predicts_identically(encoder, tmp_path):
     assert [w.shape for w in loaded.prompt_encoder.weights] == [(8, 16)]  # just the folded rows
     delta = np.abs(keras.ops.convert_to_numpy(loaded(x)) - keras.ops.convert_to_numpy(model(x)))
     assert delta.max() < 1e-5
-    assert loaded.pattern == model.pattern and loaded.verbalizer == model.verbalizer and loaded.maxlen == 32
+    assert loaded.preprocessor.get_config()["pattern"] == model.preprocessor.get_config()["pattern"]
+    assert loaded.preprocessor.verbalizer.mapping == model.preprocessor.verbalizer.mapping
+    assert loaded.preprocessor.maxlen == 32
     matrix, meta = read_portable_prompt(path)
     np.testing.assert_array_equal(matrix, keras.ops.convert_to_numpy(model.prompt_embeddings()))
     assert meta["prompt_token_ids"] == list(range(1, 9)) and meta["model"] == "tiny"
@@ -86,7 +64,7 @@ def test_portable_prompt_errors(tmp_path):
     path = save_portable_prompt(model, str(tmp_path / "p.safetensors"), model_ref=str(tmp_path / "gone"))
     with pytest.raises(FewShotError, match="not here"):
         load_portable_prompt(path)
-    other = BertMaskedLM(vocab_size=len(VOCAB), hidden_size=8, num_layers=1, num_heads=2, intermediate_size=16,
+    other = BertMaskedLM(vocab_size=len(TINY_VOCAB), hidden_size=8, num_layers=1, num_heads=2, intermediate_size=16,
                          max_position=64)
     with pytest.raises(FewShotError, match="hidden size 16"):
         load_portable_prompt(path, TinyMLM(other, tok))
@@ -127,19 +105,15 @@ def test_multi_mask_scores_are_sums_of_slot_log_probs():
 
 
 def test_tnews_verbalizer_has_two_pieces_per_label_on_the_bundled_vocab(bundled_tokenizer):
-    from few_shot.cli import make_verbalizer, zero_shot_pattern
     from few_shot.datasets import TNEWS_VERBALIZER
+    from few_shot.verbalizers import make_verbalizer, zero_shot_pattern
     v = make_verbalizer("tnews")
     assert v.mapping == TNEWS_VERBALIZER and len(v.labels) == 15
     ids = v.token_ids(bundled_tokenizer)
     assert {len(i) for i in ids} == {2}
-    compiled = Pattern(PTUNING_PATTERN).compile(bundled_tokenizer, 2)
-    assert compiled[0].count(bundled_tokenizer.mask_id) == 2
+    row = Pattern(PTUNING_PATTERN).encode(bundled_tokenizer, "体育新闻", 32, num_masks=2)
+    assert row.token_ids.count(bundled_tokenizer.mask_id) == 2 and row.mask_positions == [5, 6]
     assert make_verbalizer("sentiment").mapping == {"0": "不", "1": "很"}
     assert make_verbalizer(None).mapping == {"0": "不", "1": "很"}
-
-    class Args:
-        pattern, verbalizer = PTUNING_PATTERN, "tnews"
-    assert "新闻" in zero_shot_pattern(Args) and "[MASK]" in zero_shot_pattern(Args)
-    Args.verbalizer = None
-    assert zero_shot_pattern(Args) == "[MASK]满意。{text}"
+    assert "新闻" in zero_shot_pattern("tnews") and "[MASK]" in zero_shot_pattern("tnews")
+    assert zero_shot_pattern(None) == "[MASK]满意。{text}"

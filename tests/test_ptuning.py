@@ -9,39 +9,22 @@ import keras
 import numpy as np
 import pytest
 
-from few_shot import BertMaskedLM, FewShotError, Tokenizer
+from conftest import SENTIMENT, tiny_bert, tiny_model, tiny_tokenizer
+from few_shot import FewShotError
 from few_shot.layers import PromptEncoder
 from few_shot.pattern import PTUNING_PATTERN, ZERO_SHOT_PATTERN, Pattern, Verbalizer
+from few_shot.preprocessor import PromptPreprocessor
 from few_shot.ptuning import PtuningModel
-from few_shot.training import EncodedSet, Scorer, training_batches
+from few_shot.training import Scorer, training_batches
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHARS = list("很不好差酒店服务满意这家的是了我们一个房间还可以太吵")
-VOCAB = ["[PAD]"] + [f"[unused{i}]" for i in range(1, 100)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"] + CHARS + \
-        ["体育", "财经"] + list("体育财经")
+ENCODER_METHODS = {"lstm": "ptuning", "mlp": "mlp", "none": "prompt"}
 
 
-def tiny_tokenizer():
-    return Tokenizer({t: i for i, t in enumerate(VOCAB)})
-
-
-def tiny_bert(dropout=0.0):
-    keras.utils.set_random_seed(0)
-    return BertMaskedLM(vocab_size=len(VOCAB), hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
-                        max_position=64, dropout=dropout)
-
-
-ROWS = [("这家酒店很好", "1"), ("服务太差了", "0"), ("房间还可以", "1"), ("太吵了", "0"),
-        ("我们满意", "1"), ("不好", "0"), ("这个酒店好", "1"), ("服务差", "0")]
-
-
-def build(encoder="lstm", pattern=PTUNING_PATTERN, **kwargs):
-    tok = tiny_tokenizer()
-    p, v = Pattern(pattern), Verbalizer({"0": "不", "1": "很"})
-    label_ids = v.token_ids(tok)
-    model = PtuningModel(tiny_bert(), label_ids, tok.tokens_to_ids(p.prompt_tokens), encoder=encoder,
-                         pattern=p.template, verbalizer=v.mapping, maxlen=32, **kwargs)
-    return model, EncodedSet(ROWS, tok, p, v, 32, label_ids)
+def build(encoder="lstm", pattern=PTUNING_PATTERN, objective="label"):
+    """A tiny P-tuning model (build_model of the encoder's method) and the tiny rows encoded."""
+    model, data, _ = tiny_model(ENCODER_METHODS[encoder], pattern, objective=objective)
+    return model, data
 
 
 def fit_one_epoch(model, data, steps=4):
@@ -149,7 +132,7 @@ def test_multi_mask_score_is_the_sum_of_slot_log_probs():
     assert [len(i) for i in label_ids] == [2, 2]
     p = Pattern("[u1][u2][MASK]新闻：{text}".replace("新闻：", "的"))
     bert = tiny_bert()
-    data = EncodedSet([("这家酒店", "sports")], tok, p, v, 32, label_ids)
+    data = PromptPreprocessor(tok, p, v, 32).encode([("这家酒店", "sports")])
     x, _ = data.batch(np.arange(1))
     assert x["mask_positions"].tolist() == [[3, 4]]
     # objective="vocab": a label's training score is the sum of its slots' full-vocabulary log-probs
@@ -174,7 +157,12 @@ def test_keras_file_round_trip_and_use_inside_a_functional_model(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path, compile=False)
     np.testing.assert_array_equal(model(x).numpy(), loaded(x).numpy())
-    assert loaded.pattern == PTUNING_PATTERN and loaded.verbalizer == {"0": "不", "1": "很"}
+    # the preprocessor comes back with the model (config + vocabulary asset) and encodes alike
+    assert loaded.preprocessor.pattern.template == PTUNING_PATTERN
+    assert loaded.preprocessor.verbalizer.mapping == SENTIMENT
+    again = loaded.preprocessor.encode([(t, "0") for t in ["这家酒店很好", "服务太差了"]])
+    assert again.token_ids == data.token_ids[:2] and loaded.preprocessor.tokenizer.token_dict == \
+        model.preprocessor.tokenizer.token_dict
 
     inputs = {"token_ids": keras.Input((None,), dtype="int32", name="token_ids"),
               "segment_ids": keras.Input((None,), dtype="int32", name="segment_ids"),
@@ -203,10 +191,10 @@ def test_scorer_xla_pads_to_multiples_of_16_with_the_same_scores():
 
 def test_zero_shot_scores_equal_predict_logits_columns(bundled_mlm):
     tok = bundled_mlm.tokenizer
-    p, v = Pattern(ZERO_SHOT_PATTERN), Verbalizer({"0": "不", "1": "很"})
-    label_ids = v.token_ids(tok)
+    preprocessor = PromptPreprocessor(tok, ZERO_SHOT_PATTERN, SENTIMENT, 128)
+    label_ids = preprocessor.label_token_ids
     texts = ["这家酒店很好", "服务太差了，再也不来了", "一般般吧"]
-    data = EncodedSet([(t, "0") for t in texts], tok, p, v, 128, label_ids)
+    data = preprocessor.encode([(t, "0") for t in texts])
     model = PtuningModel(bundled_mlm.model, label_ids, encoder=None)
     scores = Scorer(model).scores(data)
     logits = bundled_mlm.predict_logits(data.token_ids)

@@ -86,7 +86,7 @@ def test_finetune_runs_with_trainable_layers(tmp_path):
 
 @pytest.mark.parametrize("args,needles", [
     (["--model", "no/such/folder"], ["no/such/folder", "folder not found"]),
-    (["--pattern", "[MASK]{tekst}"], ["no {text}"]),
+    (["--pattern", "[MASK]{tekst}"], ["{tekst} is not a field", "text"]),
     (["--verbalizer", "0:不,1:龘"], ["not in the vocabulary"]),
     (["--verbalizer", "1:很,2:不"], ["'0'", "not in the verbalizer"]),
     (["--data", "no_such_data_dir"], ["no_such_data_dir"]),

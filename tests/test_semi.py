@@ -1,6 +1,5 @@
 """Semi-supervised training (--semi / --unlabeled): unlabelled reading, text-only masking, the
 extra MLM loss (value and effect on the trained weights), and both scripts end to end."""
-import argparse
 import json
 import os
 import subprocess
@@ -12,45 +11,30 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from few_shot import BertMaskedLM, Tokenizer  # noqa: E402
+from conftest import TINY_ROWS, tiny_model  # noqa: E402
+from few_shot.config import RunConfig  # noqa: E402
+from few_shot.datasets import read_unlabeled, unlabeled_remainder, unlabeled_texts  # noqa: E402
 from few_shot.errors import FewShotError  # noqa: E402
-from few_shot.pattern import PTUNING_PATTERN, Pattern, Verbalizer  # noqa: E402
-from few_shot.ptuning import PtuningModel  # noqa: E402
-from few_shot.semi import (  # noqa: E402
-    SemiSupervisedModel, UnlabeledSet, masked_lm_loss, read_unlabeled, semi_batches, unlabeled_remainder,
-    unlabeled_texts)
-from few_shot.training import EncodedSet  # noqa: E402
+from few_shot.semi import SemiSupervisedModel, UnlabeledSet, masked_lm_loss, semi_batches  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHARS = list("很不好差酒店服务满意这家的是了我们一个房间还可以太吵")
-VOCAB = ["[PAD]"] + [f"[unused{i}]" for i in range(1, 100)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"] + CHARS
-ROWS = [("这家酒店很好", "1"), ("服务太差了", "0"), ("房间还可以", "1"), ("太吵了", "0")]
+ROWS = TINY_ROWS[:4]
 TEXTS = ["我们满意这家酒店的服务", "房间太吵了不好", "还可以的一个酒店", "服务很差", "这家店房间好",
          "我们还满意", "太差了", "酒店服务还可以"]
 QUICK = ["--k", "8", "--epochs", "2", "--passes-per-epoch", "1", "--batch-size", "8", "--max-valid", "24",
          "--max-test", "24", "--maxlen", "64"]
 
 
-def tiny_tokenizer():
-    return Tokenizer({t: i for i, t in enumerate(VOCAB)})
-
-
 def build(train_backbone=False, seed=0, objective="label"):
-    """A tiny dropout-free P-tuning (or finetune) model, identical for equal seeds."""
-    keras.utils.set_random_seed(seed)
-    bert = BertMaskedLM(vocab_size=len(VOCAB), hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
-                        max_position=64, dropout=0.0)
-    tok, pattern, verbalizer = tiny_tokenizer(), Pattern(PTUNING_PATTERN), Verbalizer({"0": "不", "1": "很"})
-    label_ids = verbalizer.token_ids(tok)
-    prompt_ids = tok.tokens_to_ids(pattern.prompt_tokens)
-    model = PtuningModel(bert, label_ids, prompt_ids, encoder=None if train_backbone else "mlp",
-                         train_backbone=train_backbone, seed=seed, objective=objective)
-    return model, tok, pattern, verbalizer, label_ids
+    """A tiny dropout-free P-tuning (MLP encoder) or finetune model, identical for equal seeds ->
+    (model, preprocessor)."""
+    model, _, preprocessor = tiny_model("finetune" if train_backbone else "mlp", seed=seed, objective=objective)
+    return model, preprocessor
 
 
-def batches(tok, pattern, verbalizer, label_ids, seed=0):
-    labelled = EncodedSet(ROWS, tok, pattern, verbalizer, 32, label_ids)
-    unlabeled = UnlabeledSet(TEXTS, tok, pattern, 1, 32, seed=seed)
+def batches(preprocessor, seed=0):
+    labelled = preprocessor.encode(ROWS)
+    unlabeled = UnlabeledSet(TEXTS, preprocessor, seed=seed)
     return labelled, unlabeled, next(semi_batches(labelled, unlabeled, 4, 8, seed))
 
 
@@ -66,9 +50,7 @@ def test_read_unlabeled_plain_tsv_and_json_lines(tmp_path):
 
 def test_where_the_unlabeled_texts_come_from(tmp_path):
     def args(**kw):
-        base = dict(unlabeled=None, semi=False, fewclue_fold=None, data=str(tmp_path), text_field=None,
-                    label_field=None, max_unlabeled=None)
-        return argparse.Namespace(**{**base, **kw})
+        return RunConfig(data=str(tmp_path), **kw)
 
     def jsonl(name, rows):
         (tmp_path / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
@@ -96,9 +78,12 @@ def test_read_unlabeled_errors_are_one_line(tmp_path, content, needle):
 
 
 def test_only_text_tokens_are_masked_and_targets_are_the_originals():
-    _, tok, pattern, verbalizer, label_ids = build()
-    data = UnlabeledSet(TEXTS * 20, tok, pattern, 1, 32, seed=3)
-    before, after = pattern.compile(tok, 1)
+    _, preprocessor = build()
+    tok = preprocessor.tokenizer
+    data = UnlabeledSet(TEXTS * 20, preprocessor, seed=3)
+    before = preprocessor.encode_row(TEXTS[0]).text_positions[0]  # [CLS], 8 prompt slots, [MASK]
+    after = 1  # [SEP]
+    assert before == 10
     inputs, _ = data.batch(np.arange(len(data)))
     chosen = masked = 0
     for i in range(len(data)):
@@ -107,14 +92,14 @@ def test_only_text_tokens_are_masked_and_targets_are_the_originals():
         w = inputs["mlm_weights"][i] > 0
         positions, labels = inputs["mlm_positions"][i][w], inputs["mlm_labels"][i][w]
         assert len(positions) >= 1
-        assert np.all((positions >= len(before)) & (positions < n - len(after)))  # the text part only
+        assert np.all((positions >= before) & (positions < n - after))  # the text part only
         np.testing.assert_array_equal(labels, original[positions])
         untouched = np.setdiff1d(np.arange(n), positions)
         np.testing.assert_array_equal(ids[untouched], original[untouched])  # prompt, label [MASK], CLS/SEP kept
         assert np.all(ids[n:] == tok.pad_id)
         chosen += len(positions)
         masked += int(np.sum(ids[positions] == tok.mask_id))
-    text_tokens = int(sum(len(t) - len(before) - len(after) for t in data.token_ids))
+    text_tokens = int(sum(len(t) - before - after for t in data.token_ids))
     assert 0.1 < chosen / text_tokens < 0.3
     assert 0.65 < masked / chosen < 0.95  # 80% [MASK], the rest random or unchanged
     again, _ = data.batch(np.arange(len(data)))
@@ -124,13 +109,15 @@ def test_only_text_tokens_are_masked_and_targets_are_the_originals():
 def test_mlm_loss_at_the_label_slot_is_the_vocab_objective():
     """The MLM loss of predicting label word c at the pattern's [MASK] slot equals -(the
     vocab-objective score of c): both read the same prompted hidden state and head."""
-    model, tok, pattern, verbalizer, label_ids = build(objective="vocab")
-    labelled = EncodedSet(ROWS, tok, pattern, verbalizer, 32, label_ids)
+    model, preprocessor = build(objective="vocab")
+    label_ids = preprocessor.label_token_ids
+    labelled = preprocessor.encode(ROWS)
     inputs, _ = labelled.batch(np.arange(len(ROWS)))
     scores = keras.ops.convert_to_numpy(model(inputs, training=True))  # full-vocab log-probs [B, C]
     for c in range(2):
         for row in range(len(ROWS)):
             mlm = {"mlm_token_ids": inputs["token_ids"][row:row + 1],
+                   "mlm_segment_ids": inputs["segment_ids"][row:row + 1],
                    "mlm_positions": inputs["mask_positions"][row:row + 1],
                    "mlm_labels": np.array([[label_ids[c][0]]]), "mlm_weights": np.ones((1, 1), "float32")}
             loss = float(keras.ops.convert_to_numpy(masked_lm_loss(model, mlm, training=True)))
@@ -138,8 +125,8 @@ def test_mlm_loss_at_the_label_slot_is_the_vocab_objective():
 
 
 def test_semi_adds_the_mlm_loss_to_the_labelled_loss():
-    model, tok, pattern, verbalizer, label_ids = build()
-    _, _, (x, y) = batches(tok, pattern, verbalizer, label_ids)
+    model, preprocessor = build()
+    _, _, (x, y) = batches(preprocessor)
     trainer = SemiSupervisedModel(model, mlm_weight=0.5)
     plain_scores = keras.ops.convert_to_numpy(model(x, training=True))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(trainer(x, training=True)), plain_scores, atol=1e-6)
@@ -166,8 +153,8 @@ def test_semi_changes_what_is_trained(train_backbone):
     with P-tuning's frozen backbone the MLM loss trains the prompt encoder only."""
     results = {}
     for semi in (False, True):
-        model, tok, pattern, verbalizer, label_ids = build(train_backbone)
-        _, _, (x, y) = batches(tok, pattern, verbalizer, label_ids)
+        model, preprocessor = build(train_backbone)
+        _, _, (x, y) = batches(preprocessor)
         frozen_before = [keras.ops.convert_to_numpy(w) for w in model.non_trainable_weights]
         trainer = SemiSupervisedModel(model) if semi else model
         trainer.compile(optimizer=keras.optimizers.Adam(1e-2), loss=model.loss_function())
@@ -218,7 +205,7 @@ def test_finetune_with_an_unlabeled_file(tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [(["--unlabeled", "/nonexistent/u.txt"], "no such file"),
-                                          (["--semi", "--mlm-weight", "0"], "--mlm-weight 0"),
+                                          (["--semi", "--mlm-weight", "0"], "--mlm-weight"),
                                           (["--semi", "--k", "16883"], "no rows beyond")])
 def test_bad_semi_input_is_one_line_and_exit_2(args, needle, tmp_path):
     result = run("few_shot_ptuning.py", *args, "--output", str(tmp_path / "run"))

@@ -9,9 +9,8 @@ class MaskedLMHead(keras.layers.Layer):
     """BERT's MLM head: dense -> erf-GELU -> LayerNorm(1e-12), then the *tied* word embeddings + bias.
 
     The embedding matrix is passed to `call` rather than owned, so it stays a single variable
-    shared with the input embeddings (as in the checkpoints). `label_ids` restricts the output
-    to a few vocabulary columns (the verbalizer's words) without forming the full
-    [.., vocab] matrix.
+    shared with the input embeddings (as in the checkpoints). `label_word_scores` reads only the
+    verbalizer's words, without forming the full [.., vocab] matrix.
     """
 
     def __init__(self, vocab_size, hidden_size, layer_norm_epsilon=1e-12, **kwargs):
@@ -32,13 +31,18 @@ class MaskedLMHead(keras.layers.Layer):
     def transform(self, hidden):
         return self.layer_norm(gelu_erf(self.dense(hidden)))
 
-    def call(self, hidden, embedding_matrix, label_ids=None):
+    def call(self, hidden, embedding_matrix):
         h = self.transform(hidden)
-        if label_ids is None:
-            return ops.matmul(h, ops.transpose(embedding_matrix)) + self.output_bias
-        label_ids = ops.cast(label_ids, "int32")
-        rows = ops.take(embedding_matrix, label_ids, axis=0)
-        return ops.matmul(h, ops.transpose(rows)) + ops.take(self.output_bias, label_ids, axis=0)
+        return ops.matmul(h, ops.transpose(ops.cast(embedding_matrix, h.dtype))) + ops.cast(self.output_bias, h.dtype)
+
+    def label_word_scores(self, hidden, embedding_matrix, label_token_ids):
+        """hidden [B, M, H] at the M mask slots, label_token_ids [C, M] -> [B, C]: for each label the
+        sum over slots of its word piece's logit at that slot."""
+        h = self.transform(hidden)
+        ids = ops.convert_to_tensor(label_token_ids, dtype="int32")
+        rows = ops.cast(ops.take(embedding_matrix, ids, axis=0), h.dtype)  # [C, M, H]
+        bias = ops.sum(ops.take(self.output_bias, ids, axis=0), axis=-1)  # [C]
+        return ops.einsum("bmh,cmh->bc", h, rows) + ops.cast(bias, h.dtype)[None, :]
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,114 @@
+"""PromptPreprocessor: tokenizer + pattern + verbalizer + maxlen, turning labelled rows into model
+inputs (the keras-hub Task = backbone + preprocessor split). It is saved inside `model.keras`
+(config + vocab.txt as an asset), so a reloaded model encodes raw text by itself."""
+import os
+
+import keras
+import numpy as np
+
+from few_shot.errors import FewShotError
+from few_shot.loading import pad_batch
+from few_shot.pattern import PTUNING_PATTERN, Pattern, Verbalizer
+from few_shot.tokenizer import Tokenizer, load_vocab
+
+VOCAB_ASSET = "vocab.txt"
+
+
+class EncodedSet:
+    """Rows run through a pattern: token and segment ids (ragged), mask positions [N, M], the
+    positions holding field text, label indices [N] (-1 for rows without a known label)."""
+
+    def __init__(self, encoded_rows, labels, num_masks):
+        self.token_ids = [r.token_ids for r in encoded_rows]
+        self.segment_ids = [r.segment_ids for r in encoded_rows]
+        self.text_positions = [r.text_positions for r in encoded_rows]
+        self.mask_positions = np.asarray([r.mask_positions for r in encoded_rows], dtype="int32").reshape(
+            len(encoded_rows), num_masks)
+        self.labels = np.asarray(labels, dtype="int32")
+        self.lengths = np.asarray([len(t) for t in self.token_ids])
+
+    def __len__(self):
+        return len(self.token_ids)
+
+    def batch(self, idx, pad_id=0, multiple=1):
+        """Rows `idx`, padded to their longest row rounded up to a multiple of `multiple`."""
+        length = -(-int(self.lengths[idx].max()) // multiple) * multiple
+        inputs = {"token_ids": pad_batch([self.token_ids[i] for i in idx], pad_id, length),
+                  "segment_ids": pad_batch([self.segment_ids[i] for i in idx], 0, length),
+                  "mask_positions": self.mask_positions[idx]}
+        return inputs, self.labels[idx]
+
+
+@keras.saving.register_keras_serializable(package="few_shot")
+class PromptPreprocessor(keras.layers.Layer):
+    """`PromptPreprocessor(tokenizer, pattern, verbalizer, maxlen).encode([(row, label), ...])`.
+
+    A row is a string (the field `text`) or a dict of fields the pattern names. Labels are the
+    verbalizer's (strings); `label_token_ids` [num_labels][num_masks] and `prompt_token_ids` are
+    what the model needs from the vocabulary.
+    """
+
+    def __init__(self, tokenizer=None, pattern=PTUNING_PATTERN, verbalizer=None, maxlen=128,
+                 do_lower_case=True, **kwargs):
+        super().__init__(**kwargs)
+        self.pattern = pattern if isinstance(pattern, Pattern) else Pattern(pattern)
+        if verbalizer is None:
+            raise FewShotError("PromptPreprocessor needs a verbalizer (label -> word), e.g. {'1': '很', '0': '不'}")
+        self.verbalizer = verbalizer if isinstance(verbalizer, Verbalizer) else Verbalizer(verbalizer)
+        self.maxlen = int(maxlen)
+        self.do_lower_case = do_lower_case
+        self.tokenizer = None
+        if tokenizer is not None:
+            self.set_tokenizer(tokenizer)
+
+    def set_tokenizer(self, tokenizer):
+        self.tokenizer = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer(tokenizer, self.do_lower_case)
+        self.do_lower_case = self.tokenizer.do_lower_case
+        self.label_token_ids = self.verbalizer.token_ids(self.tokenizer)
+        self.prompt_token_ids = self.tokenizer.tokens_to_ids(self.pattern.prompt_tokens)
+        self._compiled = self.pattern.compile(self.tokenizer, self.num_masks)
+        budget = self.maxlen - self.pattern.fixed_length(self._compiled)
+        if budget < len(self.pattern.fields):
+            raise FewShotError(f"maxlen={self.maxlen} is too short for pattern {self.pattern.template!r}; "
+                               f"use maxlen >= {self.maxlen - budget + len(self.pattern.fields)}")
+
+    @property
+    def labels(self):
+        return self.verbalizer.labels
+
+    @property
+    def num_labels(self):
+        return len(self.verbalizer.labels)
+
+    @property
+    def num_masks(self):
+        return len(self.label_token_ids[0])
+
+    def encode_row(self, row):
+        return self.pattern.encode(self.tokenizer, row, self.maxlen, compiled=self._compiled)
+
+    def encode(self, examples):
+        """[(row, label)] -> EncodedSet; labels the verbalizer does not know become -1."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        rows = [self.encode_row(row) for row, _ in examples]
+        return EncodedSet(rows, [index.get(str(label), -1) for _, label in examples], self.num_masks)
+
+    def encode_texts(self, texts):
+        """Unlabelled rows (for prediction) -> EncodedSet with labels -1."""
+        return self.encode([(t, None) for t in texts])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pattern=self.pattern.template, verbalizer=self.verbalizer.mapping, maxlen=self.maxlen,
+                      do_lower_case=self.do_lower_case)
+        return config
+
+    # the vocabulary travels inside model.keras as an asset (as keras-hub's tokenizers do)
+    def save_assets(self, dir_path):
+        with open(os.path.join(dir_path, VOCAB_ASSET), "w", encoding="utf-8") as f:
+            f.writelines(token + "\n" for token in sorted(self.tokenizer.token_dict,
+                                                            key=self.tokenizer.token_dict.get))
+
+    def load_assets(self, dir_path):
+        # a dict, not the path: the folder Keras extracted the asset to is temporary
+        self.set_tokenizer(Tokenizer(load_vocab(os.path.join(dir_path, VOCAB_ASSET)), self.do_lower_case))

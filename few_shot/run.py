@@ -1,0 +1,206 @@
+"""One run from a RunConfig: check everything, load the MLM, build the model, train with per-epoch
+valid/test logging, save the best epoch. `prepare` reads and checks all inputs without TensorFlow,
+so a bad argument or data file costs no model load and writes nothing.
+
+    data -> PromptPreprocessor (pattern, verbalizer, maxlen) -> EncodedSet -> build_model(...)
+         -> fit (EpochLogger: Scorer on valid and test each epoch) -> run folder
+"""
+import dataclasses
+import json
+import os
+import shutil
+import sys
+from typing import Optional
+
+from few_shot import datasets
+from few_shot.errors import FewShotError
+from few_shot.pattern import Pattern, row_fields
+from few_shot.run_folder import Interrupted, RunFolder, check_output, interruptible, signals_ignored
+from few_shot.verbalizers import make_verbalizer
+
+BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "zh-bert-mini")
+
+
+@dataclasses.dataclass
+class RunInputs:
+    """What `prepare` read and checked: everything a run needs except the model."""
+    config: object
+    pattern: Pattern
+    verbalizer: object
+    train: list
+    valid: list
+    test: list
+    unlabeled: Optional[list] = None
+    unlabeled_source: Optional[str] = None
+
+
+def prepare(config):
+    """Check the config, the output folder, the data, the pattern's fields and the model's positions
+    -> RunInputs. Imports no TensorFlow and writes nothing."""
+    config.check()
+    verbalizer = make_verbalizer(config.verbalizer)
+    pattern = Pattern(config.resolved_pattern())
+    if config.method == "zeroshot" and pattern.prompt_tokens:
+        raise FewShotError(f"zero-shot pattern {pattern.template!r} has soft-prompt slots, which are untrained; "
+                           f"write the prompt in words, e.g. --pattern '[MASK]满意。{{text}}'")
+    if config.output:
+        check_output(config.output, config.overwrite)
+    check_model_positions(config.model, config.maxlen)
+    train, valid, test = datasets.load_splits(config, verbalizer)
+    pattern.check_fields(row_fields(train[0][0]), config.data)
+    unlabeled, source = (None, None) if config.method == "zeroshot" else datasets.unlabeled_texts(config, train)
+    return RunInputs(config, pattern, verbalizer, train, valid, test, unlabeled, source)
+
+
+def check_model_positions(model, maxlen):
+    """--maxlen must fit the checkpoint's position embeddings (read from its config file)."""
+    folder = BUNDLED_MODEL if model is None else model
+    for name in ("config.json", "bert_config.json"):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    positions = json.load(f).get("max_position_embeddings", 512)
+            except (OSError, ValueError):
+                return  # load_mlm reports a broken config with its own message
+            if maxlen > positions:
+                raise FewShotError(f"--maxlen {maxlen}: the model has {positions} positions; use --maxlen "
+                                   f"{positions} or less")
+            return
+
+
+def describe_model(path):
+    if path is None:
+        return "bundled models/zh-bert-mini (a small demo model; pass --model for a real Chinese BERT)"
+    return path
+
+
+def load_preprocessor(inputs):
+    """Load the MLM -> (mlm, PromptPreprocessor over its tokenizer)."""
+    from few_shot.loading import load_mlm
+    from few_shot.preprocessor import PromptPreprocessor
+    config = inputs.config
+    mlm = load_mlm(config.model)
+    return mlm, PromptPreprocessor(mlm.tokenizer, inputs.pattern, inputs.verbalizer, config.maxlen)
+
+
+def run_training(config, inputs=None):
+    """Train `config.method` with per-epoch valid/test logging; save the best epoch -> metrics dict."""
+    inputs = inputs or prepare(config)
+    import keras
+    import numpy as np
+
+    from few_shot import compat, semi
+    from few_shot.methods import build_model
+    from few_shot.ptuning import count_params
+    from few_shot.training import EpochLogger, Scorer, is_chief, make_strategy, training_dataset
+
+    keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.strategy)
+    print(f"model: {describe_model(config.model)}")
+    kind = "MultiWorkerMirroredStrategy" if config.strategy == "multiworker" else type(strategy).__name__
+    print(f"strategy: {kind} with {strategy.num_replicas_in_sync} replica(s)")
+    with strategy.scope():
+        mlm, preprocessor = load_preprocessor(inputs)
+        model = build_model(config.method, mlm, preprocessor, config)
+        # with unlabelled texts, fit a wrapper that adds their MLM loss; evaluate and save `model`
+        trainer = semi.SemiSupervisedModel(model, config.mlm_weight) if inputs.unlabeled else model
+        trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=model.loss_function())
+    train_set, valid_set, test_set = (preprocessor.encode(rows) for rows in (inputs.train, inputs.valid, inputs.test))
+    unlabeled_set = semi.UnlabeledSet(inputs.unlabeled, preprocessor, seed=config.seed) if inputs.unlabeled else None
+    trainable = count_params(model.trainable_weights)
+    print(f"data: {len(inputs.train)} labelled train rows, {len(inputs.valid)} valid, {len(inputs.test)} test; "
+          f"pattern {inputs.pattern.template!r}; verbalizer {inputs.verbalizer.mapping}")
+    if unlabeled_set is not None:
+        print(f"semi-supervised: + {config.mlm_weight} x MLM loss on {len(unlabeled_set)} unlabelled texts "
+              f"({inputs.unlabeled_source}), {semi.MASK_RATE:.0%} of text tokens masked")
+    print(f"trainable parameters: {trainable:,} of {count_params(model.weights):,}")
+    # the config as run: the method's default learning rate and pattern filled in
+    used = {**dataclasses.asdict(config), "lr": config.learning_rate, "pattern": inputs.pattern.template}
+    summary = {"config": used, "seed": config.seed, "trainable_params": trainable,
+               "train_rows": len(inputs.train), "unlabeled_rows": len(inputs.unlabeled or ()),
+               "unlabeled_source": inputs.unlabeled_source, "model": config.model or "models/zh-bert-mini"}
+    # the folder is made (or a previous run's files replaced) only now, when every check has passed
+    folder = None
+    if is_chief(strategy):
+        folder = (RunFolder.prepare(config.output, config.overwrite) if config.output
+                  else RunFolder.unique("runs", config.method))
+    output = folder.path if folder else None
+    logger = EpochLogger(Scorer(model, config.eval_batch_size), valid_set, test_set, output, summary,
+                         labels=preprocessor.labels)
+    steps = max(1, -(-len(inputs.train) * config.passes_per_epoch // config.batch_size))
+    if config.strategy == "multiworker":
+        batch_inputs, labels = train_set.batch(np.arange(min(len(train_set), 2)))
+        if unlabeled_set is not None:
+            batch_inputs.update(unlabeled_set.batch(np.arange(min(len(unlabeled_set), 2)))[0])
+        compat.build_from_local_batch(trainer, strategy, (batch_inputs, labels))
+    data = (training_dataset(train_set, config.batch_size, config.seed) if unlabeled_set is None else
+            semi.semi_training_dataset(train_set, unlabeled_set, config.batch_size,
+                                       config.unlabeled_batch_size or config.batch_size, config.seed))
+    try:
+        with interruptible():
+            trainer.fit(data, epochs=config.epochs, steps_per_epoch=steps, callbacks=[logger], shuffle=False,
+                        verbose=1 if sys.stdout.isatty() else 2)
+    except Interrupted as stop:
+        with signals_ignored():  # a second Ctrl-C must not cut the save short
+            logger.status = "interrupted"
+            if logger.best_weights is not None:
+                save_run(model, logger, mlm, output)
+                where = f"the best epoch so far ({logger.best['best_epoch']}) is saved in {output}"
+            else:
+                logger.write()
+                where = f"no epoch had finished; {output} holds metrics.json only"
+        raise Interrupted(stop.signum, f"interrupted during epoch {len(logger.epochs) + 1}: {where}") from None
+    except BaseException:
+        if folder is not None:
+            if logger.epochs:  # keep what the finished epochs measured, marked as failed
+                logger.status = "failed"
+                logger.write()
+            else:
+                folder.discard_if_empty()
+        raise
+    logger.status = "completed"
+    save_run(model, logger, mlm, output)
+    best = logger.best
+    print(f"best epoch {best['best_epoch']}: valid_acc {best['best_valid_acc']:.4f}, "
+          f"test_acc {best['test_acc_at_best']:.4f}; saved to {output or '(not the chief worker: nothing)'}")
+    return logger.metrics()
+
+
+def save_run(model, logger, mlm, output):
+    """The best epoch's weights -> model.keras (+ the portable prompt), vocab.txt, metrics.json."""
+    logger.restore_best()
+    if not output:
+        return
+    model.save(os.path.join(output, "model.keras"))
+    if model.prompt_encoder is not None and not model.train_backbone:
+        # the prompt encoder folded into a plain [prompt_length, hidden] matrix: all a frozen MLM needs
+        from few_shot.portable import save_portable_prompt
+        prompt_path = save_portable_prompt(model, os.path.join(output, "prompt.safetensors"), mlm.path)
+        print(f"portable prompt: {os.path.getsize(prompt_path) / 1024:.1f} KB (model.keras: "
+              f"{os.path.getsize(os.path.join(output, 'model.keras')) / 2 ** 20:.1f} MB)")
+    shutil.copyfile(mlm.tokenizer.vocab_path, os.path.join(output, "vocab.txt"))
+    logger.write()
+
+
+def zero_shot(config, inputs=None):
+    """Score the hand-written pattern with the untrained MLM -> {valid_acc, test_acc, ...}."""
+    config = config if config.method == "zeroshot" else config.replace(method="zeroshot")
+    inputs = inputs or prepare(config)
+    from few_shot.methods import build_model
+    from few_shot.training import Scorer
+
+    print(f"model: {describe_model(config.model)}")
+    mlm, preprocessor = load_preprocessor(inputs)
+    scorer = Scorer(build_model("zeroshot", mlm, preprocessor, config), config.eval_batch_size)
+    result = {"pattern": inputs.pattern.template, "verbalizer": inputs.verbalizer.mapping,
+              "model": config.model or "models/zh-bert-mini", "status": "completed"}
+    for name, rows in (("valid", inputs.valid), ("test", inputs.test)):
+        result[f"{name}_acc"] = scorer.accuracy(preprocessor.encode(rows), name)
+    print(f"zero-shot - pattern: {inputs.pattern.template} - valid_acc: {result['valid_acc']:.4f} - "
+          f"test_acc: {result['test_acc']:.4f}")
+    if config.output:
+        folder = RunFolder.prepare(config.output, config.overwrite, files=("metrics.json",))
+        with open(os.path.join(folder.path, "metrics.json"), "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2, ensure_ascii=False)
+    return result
