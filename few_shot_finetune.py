@@ -3,10 +3,31 @@
     python few_shot_finetune.py                         # all layers trainable
     python few_shot_finetune.py --trainable-layers 2    # last 2 encoder layers + MLM head
     python few_shot_finetune.py --unlabeled texts.txt   # + MLM loss on unlabelled texts (semi-supervised)
+    python few_shot_finetune.py --lora 8                # LoRA: rank-8 adapters on query/value, MLM frozen
+    python few_shot_finetune.py --lora 8 --lora-targets all
+    python few_shot_finetune.py --merge-lora runs/lora-...  # adapters folded in: runs/lora-.../merged/model.keras
 """
 import argparse
 
-from few_shot.cli import Parser, add_run_args, config_from_args, non_negative_int, run_command
+from few_shot.cli import Parser, add_run_args, config_from_args, non_negative_int, run_command, user_errors
+from few_shot.methods import add_method_args
+
+
+def merge_command(run_dir, output=None):
+    """--merge-lora RUN_DIR: write the merged model (adapters folded into the kernels) for serving."""
+    import os
+
+    from few_shot.errors import FewShotError
+    from few_shot.quiet import start_tensorflow
+    with user_errors():
+        if not os.path.isdir(run_dir):
+            raise FewShotError(f"--merge-lora {run_dir}: no such run folder; pass the --output folder of a LoRA run")
+        start_tensorflow()
+        from few_shot.lora import merge_run
+        out = merge_run(run_dir, output)
+        print(f"merged: {os.path.join(out, 'model.keras')} (LoRA adapters folded into the MLM's kernels; "
+              f"--predict {out} reads it)")
+        return out
 
 
 def main(argv=None):
@@ -14,7 +35,11 @@ def main(argv=None):
     add_run_args(parser, "finetune")
     parser.add_argument("--trainable-layers", type=non_negative_int, default=None,
                         help="train only the last N encoder layers plus the MLM head (default: everything)")
-    return run_command(config_from_args(parser.parse_args(argv), "finetune"))
+    add_method_args(parser, "finetune")  # --lora, --lora-targets, --merge-lora, --calibrate
+    args = parser.parse_args(argv)
+    if args.merge_lora:
+        return merge_command(args.merge_lora, args.output)
+    return run_command(config_from_args(args, "lora" if args.lora_rank else "finetune"))
 
 
 if __name__ == "__main__":

@@ -5,13 +5,19 @@
     python few_shot_ptuning.py --k 32 --semi            # + MLM loss on the unlabelled rest of train (PET)
     python few_shot_ptuning.py --zero-shot              # hand-written pattern, no training
     python few_shot_ptuning.py --encoder none           # prompt tuning (Lester et al.): no prompt encoder
+    python few_shot_ptuning.py --deep                   # deep prompts (P-tuning v2): prompt states at every layer
+    python few_shot_ptuning.py --zero-shot --calibrate content-free     # contextual calibration
+    python few_shot_ptuning.py --evaluate runs/p1 runs/p2 runs/p3       # an ensemble of prompts, one batched pass
     python few_shot_ptuning.py --predict runs/ptuning-... "这家酒店很好"
     python few_shot_ptuning.py --predict runs/ptuning-.../prompt.safetensors "这家酒店很好"   # portable prompt
+    python few_shot_ptuning.py --export runs/ptuning-... serving/sentiment/1   # SavedModel for TF Serving
     python few_shot_ptuning.py --data ../shared/data/fewclue_tnews --fewclue-fold 0 --verbalizer tnews
 """
 import argparse
 
-from few_shot.cli import Parser, add_prompt_args, add_run_args, config_from_args, predict_command, run_command
+from few_shot.cli import Parser, add_prompt_args, add_run_args, config_from_args, run_command
+from few_shot.methods import add_method_args
+from few_shot.cli import export_command
 
 # --encoder -> the method few_shot.methods.build_model builds
 ENCODER_METHODS = {"lstm": "ptuning", "mlp": "mlp", "none": "prompt"}
@@ -26,11 +32,27 @@ def main(argv=None):
     parser.add_argument("--zero-shot", action="store_true", help="score the hand-written pattern, no training")
     parser.add_argument("--predict", nargs="+", metavar=("RUN_DIR", "TEXT"),
                         help="label texts with a trained run: --predict RUN_DIR TEXT [TEXT ...] (RUN_DIR may "
-                             "also be a portable prompt.safetensors; its MLM is --model or the one it names)")
+                             "also be a portable prompt.safetensors; its MLM is --model or the one it names; "
+                             "several RUN_DIRs: their ensemble)")
+    parser.add_argument("--export", nargs=2, metavar=("RUN_DIR", "OUT_DIR"),
+                        help="write a trained run as a TensorFlow SavedModel taking raw strings (for TF Serving) "
+                             "into OUT_DIR, a new or empty folder such as serving/sentiment/1 (RUN_DIR may also "
+                             "be a prompt.safetensors; see docs/serving.md)")
+    add_method_args(parser, "ptuning")  # --deep, --calibrate, --evaluate (several prompts: an ensemble)
     args = parser.parse_args(argv)
-    if args.predict:
-        return predict_command(args.predict[0], args.predict[1:], args.model)
-    return run_command(config_from_args(args, "zeroshot" if args.zero_shot else ENCODER_METHODS[args.encoder]))
+    if args.export and args.predict:
+        parser.error("--export and --predict: give one of them")
+    if args.export and getattr(args, "calibrate", None):
+        parser.error("--export writes the model's own probabilities, uncalibrated; drop --calibrate")
+    if args.export:
+        return export_command(args.export[0], args.export[1], args.model)
+    method = "zeroshot" if args.zero_shot else "deep" if args.deep else ENCODER_METHODS[args.encoder]
+    if args.predict or args.evaluate:  # several trained prompts are an ensemble (few_shot/scoring.py)
+        from few_shot.scoring import evaluate_command, predict_command
+        if args.predict:  # RUN_DIR [RUN_DIR ...] TEXT [TEXT ...]
+            return predict_command(args.predict, None, args.model, args.calibrate, args.unlabeled)
+        return evaluate_command(args.evaluate, config_from_args(args, method))
+    return run_command(config_from_args(args, method))
 
 
 if __name__ == "__main__":

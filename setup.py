@@ -25,6 +25,8 @@ setup(
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<3.16",
+        "tensorflow-text>=2.21,<2.22",  # in-graph tokenizer of the exported SavedModel (few_shot/export.py)
+        "tensorboard",  # keras.callbacks.TensorBoard writes each run's scalars
         "safetensors",
         "jieba",
         "numpy",

@@ -22,6 +22,7 @@ _EXPORTS = {
     "RunConfig": "few_shot.config",
     "build_model": "few_shot.methods",
     "PromptClassifier": "few_shot.classifier",
+    "export_saved_model": "few_shot.export",
     "save_portable_prompt": "few_shot.portable",
     "load_portable_prompt": "few_shot.portable",
     "portable_classifier": "few_shot.portable",

@@ -8,16 +8,16 @@ should see that next to every prompt number. Multi-field rows (sentence pairs) a
 """
 import numpy as np
 
-from few_shot.pattern import row_fields
+from few_shot.pattern import field_names, field_text, has_field, row_fields
 
 NAME = "tfidf-lr"
 
 
 def row_text(row, fields=None):
+    """A row's fields joined with [SEP] (lists with ，); nested fields (cluewsc's target.*) flattened."""
     values = row_fields(row)
-    keys = fields or sorted(values)
-    return " [SEP] ".join("，".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-                          for v in (values[k] for k in keys if k in values))
+    keys = fields or sorted(field_names(values))
+    return " [SEP] ".join(field_text(values, k) for k in keys if has_field(values, k))
 
 
 def tfidf_logreg(train, valid, test, seed=0, fields=None):

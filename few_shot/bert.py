@@ -102,11 +102,14 @@ class BertMaskedLM(keras.Model):
     def embed_tokens(self, token_ids):
         return self.embeddings.token_embedding(ops.cast(token_ids, "int32"))
 
-    def encode(self, token_ids, segment_ids, token_embeddings=None, training=False):
-        """-> last hidden states [B, T, H]; padding (token id == pad_id) is masked out of attention."""
+    def encode(self, token_ids, segment_ids, token_embeddings=None, training=False, before_layer=None):
+        """-> last hidden states [B, T, H]; padding (token id == pad_id) is masked out of attention.
+        `before_layer(i, x) -> x` rewrites the input of encoder layer i >= 1 (deep prompts)."""
         bias = ops.where(ops.not_equal(token_ids, self.pad_id), 0.0, NEG_INF)[:, None, None, :]
         x = self.embeddings(token_ids, segment_ids, token_embeddings=token_embeddings, training=training)
-        for layer in self.encoder_layers:
+        for i, layer in enumerate(self.encoder_layers):
+            if before_layer is not None and i:
+                x = before_layer(i, x)
             x = layer(x, bias, training=training)
         return x
 

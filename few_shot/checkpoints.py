@@ -233,10 +233,13 @@ def export_google(model, tokenizer_vocab_path, folder):
 
     import tensorflow as tf
     os.makedirs(folder, exist_ok=True)
+    # read before entering the graph: eager-only `numpy()` of a Keras variable fails inside tf.Graph()
+    values = {g_name: np.asarray(keras_to_numpy(variable), dtype="float32")
+              for _, g_name, variable, _ in weight_table(model)}
     tf_vars = {}
     with tf.Graph().as_default():
-        for _, g_name, variable, _ in weight_table(model):
-            tf_vars[g_name] = tf.Variable(np.asarray(keras_to_numpy(variable), dtype="float32"), name=g_name)
+        for g_name, value in values.items():
+            tf_vars[g_name] = tf.Variable(value, name=g_name)
         # tf.compat.v1.train.Saver writes the TF1 names bert4keras looks up
         saver = tf.compat.v1.train.Saver(var_list=tf_vars)
         with tf.compat.v1.Session() as sess:

@@ -10,6 +10,7 @@ import warnings
 from few_shot.config import DEFAULT_DATA, DEFAULT_LR, INITS, OBJECTIVES, STRATEGIES, RunConfig
 from few_shot.errors import FewShotError
 from few_shot.pattern import PTUNING_PATTERN
+from few_shot.quiet import start_tensorflow
 from few_shot.run_folder import Interrupted
 
 
@@ -90,6 +91,8 @@ def add_run_args(parser, method, pass_through=False, exclude=()):
     a("--text-field", help="csv/json data: the text column (default text or sentence)")
     a("--label-field", help="csv/json data: the label column (default label)")
     a("--fewclue-fold", type=fewclue_fold, help="read --data as FewCLUE (train_<i>/dev_<i>/test_public); 0-4 or all")
+    a("--task", help="a FewCLUE task (bustm, chid, cluewsc, csl, csldcp, eprstmt, iflytek, ocnli, tnews): its reader, "
+                     "patterns and verbalizer (--pattern/--verbalizer override them); needs --fewclue-fold")
     a("--pattern", help=f"template with [uN] prompt slots, [MASK] and {{fields}} (default {PTUNING_PATTERN!r}; "
                         f"zero-shot: the verbalizer's hand-written one)")
     a("--verbalizer", help="label:word pairs (1:很,0:不), JSON, a JSON file, or a name: sentiment (1:很,0:不, the "
@@ -109,11 +112,18 @@ def add_run_args(parser, method, pass_through=False, exclude=()):
     a("--strategy", "mirrored", choices=STRATEGIES)
     a("--max-valid", type=positive_int, help="evaluate on the first N valid rows only (quick runs)")
     a("--max-test", type=positive_int, help="evaluate on the first N test rows only (quick runs)")
+    a("--early-stopping", type=positive_int, metavar="PATIENCE",
+      help="stop when valid accuracy has not improved for PATIENCE epochs (keras EarlyStopping)")
     if pass_through:
         return
     a("--output", help="folder for metrics.json and the best model (default: a new runs/<method>-<time>)")
     parser.add_argument("--overwrite", action="store_true",
                         help="reuse a non-empty --output, replacing only the files a run writes")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted or crashed run in --output from its last finished epoch")
+    parser.add_argument("--progress-every", dest="progress_seconds", type=positive_float, default=60.0,
+                        metavar="SECONDS", help="when the output is not a terminal, a progress line this often "
+                                                "(default 60)")
     s = parser.add_argument_group("semi-supervised (PET-style MLM loss on unlabelled texts; few_shot/semi.py)")
     s.add_argument("--semi", action="store_true", help="add an MLM loss on unlabelled texts: --unlabeled, else "
                                                        "the train rows not used as labelled")
@@ -138,6 +148,7 @@ def run_command(config):
     from few_shot import run
     with user_errors():
         inputs = run.prepare(config)  # every check, before TensorFlow loads
+        start_tensorflow()
         return run.zero_shot(config, inputs) if config.method == "zeroshot" else run.run_training(config, inputs)
 
 
@@ -150,14 +161,39 @@ def predict_command(target, texts, model=None):
         if not os.path.exists(target):
             raise FewShotError(f"--predict {target}: no such run folder or prompt file; pass the --output folder "
                                f"of a finished run")
-        from few_shot.classifier import PromptClassifier
-        if os.path.isfile(target) and target.endswith(".safetensors"):
+    # one trained prompt/run, or several as an ensemble; --calibrate (few_shot/scoring.py)
+    from few_shot.scoring import predict_command as predict
+    return predict([target], texts, model)
+
+
+def export_command(target, out_dir, model=None):
+    """Write a run folder (or a portable prompt file with its MLM) as a TensorFlow SavedModel that
+    takes raw strings (few_shot/export.py); a non-empty OUT_DIR is refused before anything loads."""
+    from few_shot.export import check_out_dir, check_run_pattern, serving_hint
+    with user_errors():
+        if not os.path.exists(target):
+            raise FewShotError(f"--export {target}: no such run folder or prompt file; pass the --output folder "
+                               f"of a finished run, then the new folder for the SavedModel")
+        portable = os.path.isfile(target) and target.endswith(".safetensors")
+        if not portable and not os.path.isfile(os.path.join(target, "model.keras")):
+            raise FewShotError(f"--export {target}: has no model.keras; pass the --output folder of a finished run "
+                               f"(or its prompt.safetensors)")
+        check_out_dir(out_dir)
+        if not portable:
+            check_run_pattern(target)
+        start_tensorflow()
+        from few_shot.export import export_saved_model
+        if portable:
             from few_shot.portable import portable_classifier
-            classifier = portable_classifier(target, model)
+            source = portable_classifier(target, model)
         else:
-            classifier = PromptClassifier.load(target)
-        for text, (label, prob) in zip(texts, classifier.predict(texts)):
-            print(f"{label}\t{prob:.4f}\t{text}")
+            from few_shot.classifier import PromptClassifier
+            source = PromptClassifier.load(target)
+        path = export_saved_model(source, out_dir)
+        labels = ", ".join(source.preprocessor.labels)
+        print(f"exported {target} -> {path}: signature serving_default, input text [None] string, outputs "
+              f"probabilities [None, {len(source.preprocessor.labels)}] (labels {labels}), label, labels")
+        print(serving_hint(out_dir))
 
 
 def config_from_args(args, method):

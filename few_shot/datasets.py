@@ -1,4 +1,5 @@
-"""Labelled text files -> lists of `(text, label)` with labels as strings.
+"""Labelled text files -> lists of `(text, label)` with labels as strings (a FewCLUE task,
+`--task`, reads its rows as dicts of fields instead: few_shot/tasks/).
 
 Formats (chosen by extension): tsv (`text<TAB>label`, Su's sentiment `*.data` files, `.txt`),
 csv (header row; `--text-field/--label-field`), json lines (`.json`/`.jsonl`). Folder layouts:
@@ -113,7 +114,7 @@ def _raw_rows(path, fmt, text_field, label_field):
             yield numbers[i], row[ti], row[li].strip()
 
 
-def read_examples(path, text_field=None, label_field=None, fmt=None):
+def read_examples(path, text_field=None, label_field=None, fmt=None, duplicates_seen=None):
     """-> [(text, label)]. Empty texts are skipped and duplicates kept, each with a warning that
     names the lines; an empty label or an unreadable line is an error."""
     if not os.path.isfile(path):
@@ -132,7 +133,9 @@ def read_examples(path, text_field=None, label_field=None, fmt=None):
         examples.append((text, label))
     if empty:
         warnings.warn(f"{path}: skipped {len(empty)} empty text(s) at line {_lines(empty)}", DataWarning)
-    if duplicates:
+    if duplicates and duplicates_seen is not None:  # the caller reports them once for all its files
+        duplicates_seen[os.path.basename(path)] = len(duplicates)
+    elif duplicates:
         warnings.warn(f"{path}: {len(duplicates)} duplicate text(s) at line {_lines(duplicates)}", DataWarning)
     if not examples:
         raise FewShotError(f"{path}: no labelled rows; expected text and label per line")
@@ -159,10 +162,23 @@ def find_split(folder, split):
 
 def load_task(folder, text_field=None, label_field=None):
     """-> {"train", "valid", "test"}: lists of (text, label)."""
+    if os.path.isfile(folder):
+        raise FewShotError(f"--data {folder}: is a file; --data takes the folder that holds the train, valid and "
+                           f"test files")
     if not os.path.isdir(folder):
         raise FewShotError(f"{folder}: no such folder; --data takes a folder with train/valid/test files")
-    return {split: read_examples(find_split(folder, split), text_field, label_field)
-            for split in ("train", "valid", "test")}
+    seen = {}
+    splits = {split: read_examples(find_split(folder, split), text_field, label_field, duplicates_seen=seen)
+              for split in ("train", "valid", "test")}
+    warn_duplicates(folder, seen)
+    return splits
+
+
+def warn_duplicates(folder, counts):
+    """One short line for a whole data folder: duplicates are kept (Su's sentiment set has 3,026)."""
+    if counts:
+        listed = ", ".join(f"{name} {n}" for name, n in counts.items())
+        warnings.warn(f"{folder}: duplicate texts kept ({listed})", DataWarning)
 
 
 def load_fewclue(folder, fold, text_field=None, label_field=None):
@@ -172,13 +188,14 @@ def load_fewclue(folder, fold, text_field=None, label_field=None):
         raise FewShotError(f"{folder}: no such folder; pass the FewCLUE task folder (train_0.json, ...)")
     suffix = "few_all" if str(fold) == "all" else str(int(fold))
     files = {"train": f"train_{suffix}.json", "valid": f"dev_{suffix}.json", "test": "test_public.json"}
-    out = {}
+    out, seen = {}, {}
     for split, name in files.items():
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             raise FewShotError(f"{path}: not found; FewCLUE folders hold train_<i>.json, dev_<i>.json and "
                                f"test_public.json (fold 0-4 or all)")
-        out[split] = read_examples(path, text_field, label_field)
+        out[split] = read_examples(path, text_field, label_field, duplicates_seen=seen)
+    warn_duplicates(folder, seen)
     return out
 
 
@@ -228,7 +245,10 @@ def first_fraction(rows, fraction):
 def load_splits(config, verbalizer):
     """-> (train, valid, test) example lists for a RunConfig: train sampled as asked (k-shot or the
     first fraction), valid/test cut to max_valid/max_test; labels checked against the verbalizer."""
-    if config.fewclue_fold is not None:
+    if getattr(config, "task", None) is not None:  # a FewCLUE task's own reader (few_shot/tasks/): dict rows
+        from few_shot.tasks import get_task
+        splits = get_task(config.task).load(config.data, config.fewclue_fold)
+    elif config.fewclue_fold is not None:
         splits = load_fewclue(config.data, config.fewclue_fold, config.text_field, config.label_field)
     else:
         splits = load_task(config.data, config.text_field, config.label_field)
@@ -302,6 +322,9 @@ def unlabeled_texts(config, labelled):
     train_few_all, the pool the folds are drawn from)."""
     if not (config.unlabeled or config.semi):
         return None, None
+    if getattr(config, "task", None) is not None:
+        raise FewShotError(f"--semi/--unlabeled with --task {config.task}: unlabelled rows of a FewCLUE task (dicts of "
+                           f"fields) are not supported yet; drop --semi")
     path = config.unlabeled
     if path is None and config.fewclue_fold is not None:
         path = next((p for p in (os.path.join(config.data, n) for n in FEWCLUE_UNLABELED) if os.path.isfile(p)), None)

@@ -54,6 +54,8 @@ def run_one(config, run_dir):
     done = run_complete(run_dir, config.method, config.epochs)
     if done is not None:
         return done, True
+    from few_shot.quiet import start_tensorflow
+    start_tensorflow()
     import keras
 
     from few_shot import run
@@ -78,7 +80,7 @@ def classical_reference(config):
     tested on (few_shot/baselines.py; seconds, no model)."""
     from few_shot import baselines, datasets
     from few_shot.verbalizers import make_verbalizer
-    train, valid, test = datasets.load_splits(config, make_verbalizer(config.verbalizer))
+    train, valid, test = datasets.load_splits(config, make_verbalizer(config.verbalizer, config.task))
     return baselines.tfidf_logreg(train, valid, test, seed=config.seed)
 
 

@@ -1,4 +1,4 @@
-"""BERT masking and block packing, shared by MLM pretraining (few_shot/pretraining.py) and the
+"""BERT masking and block packing, shared by MLM pretraining (few_shot/pretraining/) and the
 semi-supervised MLM loss (few_shot/semi.py): documents -> token ids + word groups, packed into
 `maxlen` blocks, then 15% of the groups masked (80% [MASK] / 10% random / 10% unchanged)."""
 import re

@@ -71,9 +71,9 @@ class PtuningModel(keras.Model):
     def _freeze_backbone(self):
         bb = self.backbone
         if not self.train_backbone:
-            bb.trainable = False
+            set_trainable(bb, False)
             return
-        bb.trainable = True
+        set_trainable(bb, True)
         if self.trainable_layers is not None:
             # train the last N encoder layers and the MLM head transform (the tied embedding stays frozen)
             bb.embeddings.trainable = False
@@ -102,16 +102,31 @@ class PtuningModel(keras.Model):
         place prompts enter the model (the semi-supervised MLM loss runs through it too)."""
         token_ids, segment_ids = split_inputs(inputs)
         embeddings = self.backbone.embed_tokens(token_ids)
+        match = None
         if self.prompt_encoder is not None:
-            prompts = ops.cast(self.prompt_embeddings(training), embeddings.dtype)
-            ids = ops.convert_to_tensor(self.prompt_token_ids, dtype="int32")
-            match = ops.cast(ops.equal(token_ids[:, :, None], ids[None, None, :]), embeddings.dtype)
-            embeddings = (embeddings * (1.0 - ops.sum(match, axis=-1, keepdims=True))
-                          + ops.einsum("btp,ph->bth", match, prompts))
-        return self.backbone.encode(token_ids, segment_ids, token_embeddings=embeddings, training=training)
+            match = self.prompt_slots(token_ids, embeddings.dtype)
+            # inputs["prompt_rows"] [B, P, H]: a prompt per row (few_shot/ensemble.py runs N prompts in one batch)
+            rows = inputs.get("prompt_rows") if isinstance(inputs, dict) else None
+            embeddings = place_prompts(embeddings, match, self.prompt_embeddings(training) if rows is None else rows)
+        return self.backbone.encode(token_ids, segment_ids, token_embeddings=embeddings, training=training,
+                                    before_layer=self.layer_prompts(inputs, match, training))
+
+    def prompt_slots(self, token_ids, dtype):
+        """[B, T, P]: 1 where token t is the p-th prompt token."""
+        ids = ops.convert_to_tensor(self.prompt_token_ids, dtype="int32")
+        return ops.cast(ops.equal(token_ids[:, :, None], ids[None, None, :]), dtype)
+
+    def layer_prompts(self, inputs, match, training=False):
+        """`before_layer` for backbone.encode: None here; deep prompts (few_shot/layers/deep_prompt.py)
+        replace the prompt slots' states at every layer."""
+        return None
 
     def call(self, inputs, training=False):
         at_masks = gather_positions(self.hidden_states(inputs, training), inputs["mask_positions"])  # [B, M, H]
+        if isinstance(inputs, dict) and "candidate_ids" in inputs:  # multiple choice: each row's own candidates
+            return candidate_scores(self.backbone.mlm_logits(at_masks), inputs["candidate_ids"])
+        if len({len(ids) for ids in self.label_token_ids}) > 1:  # label words of several lengths (iflytek)
+            return per_length_scores(self.backbone, at_masks, self.label_token_ids)
         scores = self.backbone.label_word_scores(at_masks, self.label_token_ids)
         if training and self.objective == "vocab":
             # the seed's objective: label words' log-probs under the full-vocabulary softmax per slot
@@ -134,6 +149,50 @@ class PtuningModel(keras.Model):
                       seed=self.seed, preprocessor=None if self.preprocessor is None else
                       keras.saving.serialize_keras_object(self.preprocessor))
         return config
+
+
+def candidate_scores(logits, candidate_ids):
+    """Full-vocabulary logits at the blank's slots [B, M, V] and each row's candidates [B, K, M]
+    -> [B, K]: the sum over slots of each candidate token's log-probability (log-softmax over the
+    vocabulary), read with one flat `take` (no [B, K, M, V] one-hot)."""
+    log_probs = logits - ops.logsumexp(logits, axis=-1, keepdims=True)
+    batch, slots, vocab = ops.shape(log_probs)[0], ops.shape(log_probs)[1], ops.shape(log_probs)[2]
+    ids = ops.cast(candidate_ids, "int32")
+    rows = ops.arange(batch, dtype="int32")[:, None, None] * slots + ops.arange(slots, dtype="int32")[None, None, :]
+    flat = ops.take(ops.reshape(log_probs, (-1,)), ops.reshape(rows * vocab + ids, (-1,)), axis=0)
+    return ops.sum(ops.reshape(flat, ops.shape(ids)), axis=-1)
+
+
+def per_length_scores(backbone, at_masks, label_token_ids):
+    """Label words of several token lengths (PerLengthVerbalizer): `at_masks` [B * G, M, H] holds each
+    row once per length group (sorted lengths, G of them, M the longest); a label's score is the
+    mean over its L slots of its tokens' log-probabilities in its group's sub-row -> [B, C]."""
+    groups = sorted({len(ids) for ids in label_token_ids})
+    at = ops.reshape(at_masks, (-1, len(groups), ops.shape(at_masks)[1], ops.shape(at_masks)[2]))
+    columns, order = [], []
+    for g, length in enumerate(groups):
+        labels = [c for c, ids in enumerate(label_token_ids) if len(ids) == length]
+        logits = backbone.mlm_logits(at[:, g, :length, :])  # [B, L, V]
+        ids = ops.convert_to_tensor([label_token_ids[c] for c in labels], dtype="int32")
+        ids = ops.broadcast_to(ids[None], (ops.shape(logits)[0], len(labels), length))
+        columns.append(candidate_scores(logits, ids) / length)
+        order += labels
+    return ops.take(ops.concatenate(columns, axis=-1), np.argsort(order), axis=1)
+
+
+def set_trainable(layer, value):
+    """`layer.trainable = value`, always passed on to the sublayers and variables: on the TensorFlow
+    backend assigning a layer the value it already has is skipped (a deserialised frozen MLM, built
+    with trainable=False, kept trainable sublayers)."""
+    keras.layers.Layer.trainable.fset(layer, value)
+
+
+def place_prompts(states, match, rows):
+    """states [B, T, H] with the prompt slots (`match` [B, T, P]) replaced by `rows` ([P, H], or [B, P, H]
+    for a prompt per row)."""
+    rows = ops.cast(rows, states.dtype)
+    placed = ops.einsum("btp,ph->bth" if len(rows.shape) == 2 else "btp,bph->bth", match, rows)
+    return states * (1.0 - ops.sum(match, axis=-1, keepdims=True)) + placed
 
 
 @keras.saving.register_keras_serializable(package="few_shot")

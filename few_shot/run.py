@@ -15,7 +15,7 @@ from typing import Optional
 from few_shot import datasets
 from few_shot.errors import FewShotError
 from few_shot.pattern import Pattern, row_fields
-from few_shot.run_folder import Interrupted, RunFolder, check_output, interruptible, signals_ignored
+from few_shot.run_folder import Interrupted, RunFolder, check_output, check_resume, interruptible, signals_ignored
 from few_shot.verbalizers import make_verbalizer
 
 BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "zh-bert-mini")
@@ -32,40 +32,66 @@ class RunInputs:
     test: list
     unlabeled: Optional[list] = None
     unlabeled_source: Optional[str] = None
+    resumed: Optional[dict] = None  # --resume: the run folder's metrics.json
 
 
 def prepare(config):
     """Check the config, the output folder, the data, the pattern's fields and the model's positions
     -> RunInputs. Imports no TensorFlow and writes nothing."""
     config.check()
-    verbalizer = make_verbalizer(config.verbalizer)
+    verbalizer = make_verbalizer(config.verbalizer, config.task)
     pattern = Pattern(config.resolved_pattern())
     if config.method == "zeroshot" and pattern.prompt_tokens:
         raise FewShotError(f"zero-shot pattern {pattern.template!r} has soft-prompt slots, which are untrained; "
                            f"write the prompt in words, e.g. --pattern '[MASK]满意。{{text}}'")
-    if config.output:
+    resumed = None
+    if config.resume:
+        resumed = check_resume(config.output, {**dataclasses.asdict(config), "pattern": pattern.template})
+    elif config.output:
         check_output(config.output, config.overwrite)
-    check_model_positions(config.model, config.maxlen)
+    check_model_shape(config)
+    check_pattern_fits(config, pattern, verbalizer)
     train, valid, test = datasets.load_splits(config, verbalizer)
     pattern.check_fields(row_fields(train[0][0]), config.data)
     unlabeled, source = (None, None) if config.method == "zeroshot" else datasets.unlabeled_texts(config, train)
-    return RunInputs(config, pattern, verbalizer, train, valid, test, unlabeled, source)
+    return RunInputs(config, pattern, verbalizer, train, valid, test, unlabeled, source, resumed)
 
 
-def check_model_positions(model, maxlen):
-    """--maxlen must fit the checkpoint's position embeddings (read from its config file)."""
-    folder = BUNDLED_MODEL if model is None else model
+def check_model_shape(config):
+    """--maxlen and --trainable-layers must fit the checkpoint (its config file, read without loading it)."""
+    folder = BUNDLED_MODEL if config.model is None else config.model
     for name in ("config.json", "bert_config.json"):
         path = os.path.join(folder, name)
         if os.path.isfile(path):
             try:
                 with open(path, encoding="utf-8") as f:
-                    positions = json.load(f).get("max_position_embeddings", 512)
+                    shape = json.load(f)
             except (OSError, ValueError):
                 return  # load_mlm reports a broken config with its own message
-            if maxlen > positions:
-                raise FewShotError(f"--maxlen {maxlen}: the model has {positions} positions; use --maxlen "
+            positions, layers = shape.get("max_position_embeddings", 512), shape.get("num_hidden_layers")
+            if config.maxlen > positions:
+                raise FewShotError(f"--maxlen {config.maxlen}: the model has {positions} positions; use --maxlen "
                                    f"{positions} or less")
+            if config.trainable_layers is not None and layers is not None and config.trainable_layers > layers:
+                raise FewShotError(f"--trainable-layers {config.trainable_layers}: the model has {layers} encoder "
+                                   f"layers; pass 0..{layers}")
+            return
+
+
+def check_pattern_fits(config, pattern, verbalizer):
+    """With the checkpoint's vocab.txt (pure Python, no model): the label words are in the vocabulary
+    and the pattern leaves room for text within --maxlen."""
+    from few_shot.tokenizer import Tokenizer
+    folder = BUNDLED_MODEL if config.model is None else config.model
+    for name in ("vocab.txt", os.path.join("assets", "tokenizer", "vocabulary.txt")):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            tokenizer = Tokenizer(path)
+            compiled = pattern.compile(tokenizer, len(verbalizer.token_ids(tokenizer)[0]))
+            budget = config.maxlen - pattern.fixed_length(compiled)
+            if budget < len(pattern.fields):
+                raise FewShotError(f"maxlen={config.maxlen} is too short for pattern {pattern.template!r}; use "
+                                   f"maxlen >= {config.maxlen - budget + len(pattern.fields)}")
             return
 
 
@@ -91,9 +117,10 @@ def run_training(config, inputs=None):
     import numpy as np
 
     from few_shot import compat, semi
+    from few_shot.callbacks import BEST_WEIGHTS, EpochLogger, ProgressLine, load_arrays, plot_curves
     from few_shot.methods import build_model
     from few_shot.ptuning import count_params
-    from few_shot.training import EpochLogger, Scorer, is_chief, make_strategy, training_dataset
+    from few_shot.training import Scorer, is_chief, make_strategy, training_dataset
 
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy)
@@ -106,6 +133,9 @@ def run_training(config, inputs=None):
         # with unlabelled texts, fit a wrapper that adds their MLM loss; evaluate and save `model`
         trainer = semi.SemiSupervisedModel(model, config.mlm_weight) if inputs.unlabeled else model
         trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=model.loss_function())
+        for m in (model, trainer):  # weights exist already; keras' BackupAndRestore wants `built` before fit
+            if not m.built:
+                m.build()
     train_set, valid_set, test_set = (preprocessor.encode(rows) for rows in (inputs.train, inputs.valid, inputs.test))
     unlabeled_set = semi.UnlabeledSet(inputs.unlabeled, preprocessor, seed=config.seed) if inputs.unlabeled else None
     trainable = count_params(model.trainable_weights)
@@ -123,12 +153,31 @@ def run_training(config, inputs=None):
     # the folder is made (or a previous run's files replaced) only now, when every check has passed
     folder = None
     if is_chief(strategy):
-        folder = (RunFolder.prepare(config.output, config.overwrite) if config.output
-                  else RunFolder.unique("runs", config.method))
+        if config.resume:
+            folder = RunFolder(config.output, created=False)
+        else:
+            folder = (RunFolder.prepare(config.output, config.overwrite) if config.output
+                      else RunFolder.unique("runs", config.method))
     output = folder.path if folder else None
-    logger = EpochLogger(Scorer(model, config.eval_batch_size), valid_set, test_set, output, summary,
-                         labels=preprocessor.labels)
+    from few_shot.calibration import calibrated
+    logger = EpochLogger(calibrated(Scorer(model, config.eval_batch_size), config, preprocessor, inputs.train),
+                         valid_set, test_set, output, summary, labels=preprocessor.labels)
     steps = max(1, -(-len(inputs.train) * config.passes_per_epoch // config.batch_size))
+    callbacks = [logger]  # first: it adds valid_acc / test_acc to the logs the others read
+    if output:
+        if inputs.resumed is not None:
+            best = os.path.join(output, BEST_WEIGHTS)
+            logger.resume(inputs.resumed, load_arrays(best) if os.path.isfile(best) else None)
+            print(f"resuming {output} after epoch {len(logger.epochs)}")
+        callbacks += [keras.callbacks.CSVLogger(os.path.join(output, "log.csv"), append=config.resume),
+                      keras.callbacks.TensorBoard(os.path.join(output, "tensorboard"), write_graph=False)]
+        if config.strategy != "multiworker":  # Keras 3's BackupAndRestore knows no worker roles
+            callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(output, "backup")))
+    if config.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping("valid_acc", patience=config.early_stopping, mode="max",
+                                                       verbose=1))
+    if not sys.stdout.isatty():
+        callbacks.append(ProgressLine(steps, config.progress_seconds))
     if config.strategy == "multiworker":
         batch_inputs, labels = train_set.batch(np.arange(min(len(train_set), 2)))
         if unlabeled_set is not None:
@@ -139,14 +188,15 @@ def run_training(config, inputs=None):
                                        config.unlabeled_batch_size or config.batch_size, config.seed))
     try:
         with interruptible():
-            trainer.fit(data, epochs=config.epochs, steps_per_epoch=steps, callbacks=[logger], shuffle=False,
+            trainer.fit(data, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
                         verbose=1 if sys.stdout.isatty() else 2)
     except Interrupted as stop:
         with signals_ignored():  # a second Ctrl-C must not cut the save short
             logger.status = "interrupted"
             if logger.best_weights is not None:
                 save_run(model, logger, mlm, output)
-                where = f"the best epoch so far ({logger.best['best_epoch']}) is saved in {output}"
+                where = (f"the best epoch so far ({logger.best['best_epoch']}) is saved in {output}; continue with "
+                         f"--resume --output {output}")
             else:
                 logger.write()
                 where = f"no epoch had finished; {output} holds metrics.json only"
@@ -161,6 +211,10 @@ def run_training(config, inputs=None):
         raise
     logger.status = "completed"
     save_run(model, logger, mlm, output)
+    if output:
+        plot_curves(os.path.join(output, "curves.png"), logger.epochs, logger.best["best_epoch"])
+        if os.path.exists(os.path.join(output, BEST_WEIGHTS)):  # model.keras holds them now
+            os.remove(os.path.join(output, BEST_WEIGHTS))
     best = logger.best
     print(f"best epoch {best['best_epoch']}: valid_acc {best['best_valid_acc']:.4f}, "
           f"test_acc {best['test_acc_at_best']:.4f}; saved to {output or '(not the chief worker: nothing)'}")
@@ -179,6 +233,11 @@ def save_run(model, logger, mlm, output):
         prompt_path = save_portable_prompt(model, os.path.join(output, "prompt.safetensors"), mlm.path)
         print(f"portable prompt: {os.path.getsize(prompt_path) / 1024:.1f} KB (model.keras: "
               f"{os.path.getsize(os.path.join(output, 'model.keras')) / 2 ** 20:.1f} MB)")
+    if hasattr(model, "adapters"):  # LoRA: the adapters alone, a few hundred KB (few_shot/lora.py)
+        from few_shot.lora import ADAPTERS_FILE, save_adapters
+        path = save_adapters(model, os.path.join(output, ADAPTERS_FILE), mlm.path)
+        print(f"LoRA adapters: {os.path.getsize(path) / 1024:.1f} KB ({ADAPTERS_FILE}; model.keras: "
+              f"{os.path.getsize(os.path.join(output, 'model.keras')) / 2 ** 20:.1f} MB)")
     shutil.copyfile(mlm.tokenizer.vocab_path, os.path.join(output, "vocab.txt"))
     logger.write()
 
@@ -192,11 +251,18 @@ def zero_shot(config, inputs=None):
 
     print(f"model: {describe_model(config.model)}")
     mlm, preprocessor = load_preprocessor(inputs)
-    scorer = Scorer(build_model("zeroshot", mlm, preprocessor, config), config.eval_batch_size)
+    from few_shot.calibration import calibrated
+    scorer = calibrated(Scorer(build_model("zeroshot", mlm, preprocessor, config), config.eval_batch_size), config,
+                        preprocessor, inputs.train)
     result = {"pattern": inputs.pattern.template, "verbalizer": inputs.verbalizer.mapping,
-              "model": config.model or "models/zh-bert-mini", "status": "completed"}
+              "model": config.model or "models/zh-bert-mini", "status": "completed", "calibrate": config.calibrate}
     for name, rows in (("valid", inputs.valid), ("test", inputs.test)):
-        result[f"{name}_acc"] = scorer.accuracy(preprocessor.encode(rows), name)
+        data = preprocessor.encode(rows)
+        predicted = scorer.scores(data, name).argmax(-1)
+        result[f"{name}_acc"] = float((predicted == data.labels).mean())
+        # how often each label is predicted (the bundled model says 很 for few texts; calibration moves this)
+        result[f"{name}_predicted_share"] = {label: float((predicted == i).mean())
+                                             for i, label in enumerate(preprocessor.labels)}
     print(f"zero-shot - pattern: {inputs.pattern.template} - valid_acc: {result['valid_acc']:.4f} - "
           f"test_acc: {result['test_acc']:.4f}")
     if config.output:

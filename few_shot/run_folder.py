@@ -14,7 +14,31 @@ from few_shot.errors import FewShotError
 
 # Everything a training run writes into its folder; --overwrite removes these and nothing else.
 RUN_FILES = ("metrics.json", "model.keras", "prompt.safetensors", "vocab.txt", "log.csv", "curves.png",
-             "tensorboard", "backup", "model.keras.tmp", "metrics.json.tmp")
+             "tensorboard", "backup", "best_weights.npz", "best_weights.npz.tmp", "metrics.json.tmp")
+
+
+def check_resume(path, config_fields):
+    """--resume: `path` holds an unfinished run of the same options -> its metrics.json dict."""
+    import json
+    metrics_path = os.path.join(path, "metrics.json")
+    if not os.path.isfile(metrics_path):
+        raise FewShotError(f"--resume: {path} holds no metrics.json of a run; start it without --resume")
+    try:
+        with open(metrics_path, encoding="utf-8") as f:
+            metrics = json.load(f)
+    except ValueError:
+        raise FewShotError(f"--resume: {metrics_path} is damaged; start over with --overwrite") from None
+    if metrics.get("status") == "completed":
+        raise FewShotError(f"--resume: the run in {path} has finished; to train longer start a new --output")
+    saved = metrics.get("config", {})
+    same = ("method", "data", "model", "pattern", "verbalizer", "k", "seed", "maxlen", "batch_size", "objective",
+            "passes_per_epoch", "fewclue_fold", "train_fraction")
+    changed = [k for k in same if k in saved and saved[k] != config_fields.get(k)]
+    if changed:
+        k = changed[0]
+        raise FewShotError(f"--resume: {path} was run with {k}={saved[k]!r}, not {config_fields.get(k)!r}; resume "
+                           f"with the same options")
+    return metrics
 
 
 def check_output(path, overwrite):
@@ -25,8 +49,8 @@ def check_output(path, overwrite):
         if not os.access(path, os.W_OK | os.X_OK):
             raise FewShotError(f"--output {path}: the folder is not writable; choose another --output")
         if os.listdir(path) and not overwrite:
-            raise FewShotError(f"--output {path}: folder exists and is not empty; pass --overwrite (replaces "
-                               f"only a run's own files) or choose another --output")
+            raise FewShotError(f"--output {path}: folder exists and is not empty; pass --resume to continue an "
+                               f"unfinished run there, --overwrite to replace a run's own files, or another --output")
         return
     parent = nearest_existing_parent(path)
     if not os.path.isdir(parent):

@@ -1,8 +1,6 @@
 """Batching, distributed training and per-epoch evaluation (Scorer, EpochLogger) for every run."""
-import json
 import os
 import sys
-import time
 
 import keras
 import numpy as np
@@ -38,6 +36,8 @@ def training_dataset(data, batch_size, seed):
                   "segment_ids": tf.TensorSpec((None, None), tf.int32),
                   "mask_positions": tf.TensorSpec((None, m), tf.int32)},
                  tf.TensorSpec((None,), tf.int32))
+    if getattr(data, "candidate_ids", None) is not None:  # multiple choice (chid): each row's candidates
+        signature[0]["candidate_ids"] = tf.TensorSpec((None, data.candidate_ids.shape[1], m), tf.int32)
     ds = tf.data.Dataset.from_generator(lambda: training_batches(data, batch_size, seed),
                                         output_signature=signature)
     options = tf.data.Options()
@@ -96,68 +96,3 @@ def is_chief(strategy):
     resolver = getattr(strategy, "cluster_resolver", None)
     return resolver is None or not resolver.task_type or (resolver.task_type in ("chief", "worker")
                                                           and resolver.task_id == 0)
-
-
-class EpochLogger(keras.callbacks.Callback):
-    """After each epoch: valid/test accuracy (and macro-F1), best-on-valid bookkeeping with the test
-    confusion matrix at the best epoch, one log line, metrics.json."""
-
-    def __init__(self, scorer, valid, test, output=None, summary=None, labels=None):
-        super().__init__()
-        self.scorer, self.valid, self.test = scorer, valid, test
-        self.labels = labels
-        self.output = output
-        self.summary = summary or {}
-        self.epochs = []
-        self.best = {"best_epoch": None, "best_valid_acc": -1.0, "test_acc_at_best": None}
-        self.best_weights = None
-        self.status = "running"  # -> completed, interrupted or failed
-        self.start = time.time()
-
-    def on_epoch_end(self, epoch, logs=None):
-        from sklearn.metrics import confusion_matrix, f1_score
-        logs = logs or {}
-        valid_pred = self.scorer.scores(self.valid, "valid").argmax(-1)
-        test_pred = self.scorer.scores(self.test, "test").argmax(-1)
-        valid_acc = float(np.mean(valid_pred == self.valid.labels))
-        test_acc = float(np.mean(test_pred == self.test.labels))
-        classes = np.arange(self.scorer.model.num_labels)
-        record = {"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
-                  "valid_acc": valid_acc, "test_acc": test_acc,
-                  "valid_macro_f1": float(f1_score(self.valid.labels, valid_pred, labels=classes, average="macro",
-                                                   zero_division=0)),
-                  "test_macro_f1": float(f1_score(self.test.labels, test_pred, labels=classes, average="macro",
-                                                  zero_division=0)),
-                  "seconds": time.time() - self.start}
-        if "mlm_loss" in logs:  # semi-supervised runs: the unlabelled MLM part of `loss` (unweighted)
-            record["mlm_loss"] = float(logs["mlm_loss"])
-        self.epochs.append(record)
-        if valid_acc > self.best["best_valid_acc"]:
-            self.best = {"best_epoch": epoch + 1, "best_valid_acc": valid_acc, "test_acc_at_best": test_acc,
-                         "test_macro_f1_at_best": record["test_macro_f1"],
-                         # rows: true label, columns: predicted, in the order of `labels`
-                         "test_confusion_at_best": {"labels": self.labels or classes.tolist(), "matrix":
-                                                    confusion_matrix(self.test.labels, test_pred,
-                                                                     labels=classes).tolist()}}
-            self.best_weights = [keras.ops.convert_to_numpy(w) for w in self.model.trainable_weights]
-        print(f"epoch: {epoch + 1} - loss: {record['loss']:.4f} - valid_acc: {valid_acc:.4f} - "
-              f"test_acc: {test_acc:.4f} - best_valid_acc: {self.best['best_valid_acc']:.4f} - "
-              f"test_acc_at_best: {self.best['test_acc_at_best']:.4f}", flush=True)
-        self.write()
-
-    def restore_best(self):
-        if self.best_weights is not None:
-            for w, value in zip(self.model.trainable_weights, self.best_weights):
-                w.assign(value)
-
-    def metrics(self):
-        return {**self.summary, "status": self.status, "epochs": self.epochs, **self.best,
-                "wall_seconds": time.time() - self.start}
-
-    def write(self):
-        if self.output:
-            # written aside, then renamed: an interrupt mid-write never leaves half a metrics.json
-            path = os.path.join(self.output, "metrics.json")
-            with open(path + ".tmp", "w", encoding="utf-8") as f:
-                json.dump(self.metrics(), f, indent=2, ensure_ascii=False)
-            os.replace(path + ".tmp", path)

@@ -8,9 +8,12 @@ NAMED_VERBALIZERS = {"sentiment": (SENTIMENT_VERBALIZER, ZERO_SHOT_PATTERN),
                      "tnews": (TNEWS_VERBALIZER, TNEWS_ZERO_SHOT_PATTERN)}
 
 
-def make_verbalizer(spec):
+def make_verbalizer(spec, task=None):
     """--verbalizer: a named shortcut (sentiment, tnews), label:word pairs, JSON or a JSON file;
-    None -> the sentiment verbalizer."""
+    None -> the task's verbalizer (few_shot/tasks/) with --task, else the sentiment one."""
+    if spec is None and task is not None:
+        from few_shot.tasks import get_task
+        return get_task(task).make_verbalizer()
     if spec is None or spec in NAMED_VERBALIZERS:
         return Verbalizer(NAMED_VERBALIZERS[spec or "sentiment"][0])
     return Verbalizer.parse(spec)

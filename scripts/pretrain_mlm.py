@@ -8,6 +8,7 @@
 
 Writes DIR/checkpoint/ (every --save-every steps and at the end; --resume continues it),
 DIR/hf/ (HuggingFace), DIR/google/ (Google/bert4keras; needs TensorFlow) and DIR/pretrain_log.json.
+Progress: a bar on a terminal; otherwise (or with --no-progress) a status line every --progress-every seconds.
 Runs on any Keras backend (KERAS_BACKEND=tensorflow|torch|jax); under TensorFlow it trains with
 tf.distribute.MirroredStrategy over all local GPUs (else the CPU).
 """
@@ -24,7 +25,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows a default only where argparse holds one (None means: resolved later, said in the help)."""
 
     def _get_help_string(self, action):
-        if action.default is None or action.default is False:
+        if action.default is None or isinstance(action.default, bool):
             return action.help
         return super()._get_help_string(action)
 
@@ -75,7 +76,10 @@ def build_parser():
                                                   "[MASK]满意。{text}, 很=1 / 不=0")
     o.add_argument("--probe-limit", type=int, metavar="N", help="use only the first N probe rows")
     o.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar or status lines")
+                   help="no progress bar on a terminal: status lines instead, as when the output is not a terminal")
+    o.add_argument("--progress-every", dest="progress_seconds", type=float, default=60.0, metavar="SECONDS",
+                   help="without a progress bar (--no-progress, or stdout not a terminal: CI, nohup), print a "
+                        "status line (step/total, loss, tokens/s, elapsed, ETA) this often")
     return p
 
 

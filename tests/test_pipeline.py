@@ -115,6 +115,7 @@ def test_build_model_every_method(method):
     trainable = count_params(model.trainable_weights)
     expected = {"ptuning": lambda n: 0 < n < backbone_params, "mlp": lambda n: n == 8 * 16 + 2 * (16 * 16 + 16),
                 "prompt": lambda n: n == 8 * 16, "finetune": lambda n: n == backbone_params,
+                "deep": lambda n: n == 8 * 16 + 1 * 8 * 16, "lora": lambda n: n == 2 * 2 * (16 * 8 + 8 * 16),
                 "zeroshot": lambda n: n == 0}[method]
     assert expected(trainable), (method, trainable)
     x, _ = data.batch(np.arange(len(data)))
@@ -162,3 +163,17 @@ def test_public_api_names():
         assert getattr(few_shot, name).__name__ == name
     with pytest.raises(AttributeError):
         few_shot.NoSuchThing  # noqa: B018
+
+
+def test_readme_python_api_snippet(tmp_path, monkeypatch):
+    """The README's Python API example runs as written (bundled model, no training run)."""
+    import re
+    readme = open(f"{REPO_ROOT}/README.md", encoding="utf-8").read()
+    code = re.search(r"## Python API\n\n```python\n(.*?)```", readme, re.S).group(1)
+    code = code.split("from few_shot import run")[0]  # the last lines start a full training run
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    assert (tmp_path / "sentiment.keras").exists()
+    label, prob = namespace["PromptClassifier"](namespace["model"]).predict(["服务很周到"])[0]
+    assert label in ("0", "1") and 0.5 <= prob <= 1.0

@@ -2,9 +2,12 @@
 
 About a minute on 2 CPU cores: one 30-step tiny run is shared by the training/export/resume tests.
 """
+import contextlib
 import dataclasses
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -244,13 +247,18 @@ def test_batches_are_a_function_of_the_step(tokenizer, corpus):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, corpus, probe_file):
+    """-> (output folder, log, what the run printed on stdout). progress=False and a tiny interval:
+    a status line after every step."""
     out = tmp_path_factory.mktemp("run") / "out"
-    log = run_pretraining(_config(corpus, out, steps=30, save_every=15, warmup_steps=3, probe=probe_file))
-    return out, log
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        log = run_pretraining(_config(corpus, out, steps=30, save_every=15, warmup_steps=3, probe=probe_file,
+                                      progress_seconds=1e-6))
+    return out, log, printed.getvalue()
 
 
 def test_loss_falls_over_30_steps(trained):
-    _, log = trained
+    _, log, _ = trained
     loss = log["loss"]
     assert len(loss) == 30 and all(np.isfinite(loss))
     assert np.mean(loss[:5]) > np.log(21128) - 0.3  # starts near uniform
@@ -260,8 +268,35 @@ def test_loss_falls_over_30_steps(trained):
     assert log["runs"][-1]["batch_late_requests"] < 10 and log["runs"][-1]["batch_rewinds"] == 0
 
 
+def test_status_lines_without_a_progress_bar(trained):
+    """--no-progress or stdout not a terminal (CI, nohup): a status line every --progress-every seconds
+    (here: after every step) with step/total, loss, tokens/s, elapsed time and ETA."""
+    _, log, printed = trained
+    pattern = (r"pretrain step (\d+)/30 - loss (\S+) \(avg20 \S+\) - ([\d,]+) tokens/s - "
+               r"elapsed \d+:\d\d:\d\d - ETA (\d+:\d\d:\d\d|\?)")
+    lines = [re.fullmatch(pattern, line) for line in printed.splitlines() if line.startswith("pretrain step")]
+    assert lines and all(lines), printed
+    assert [int(m[1]) for m in lines] == list(range(1, 31))
+    assert [float(m[2]) for m in lines] == pytest.approx(log["loss"], abs=1e-4)
+    assert lines[-1][4] == "0:00:00" and int(lines[-1][3].replace(",", "")) > 0
+
+
+def test_progress_interval_option(tmp_path, corpus):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("pretrain_mlm", os.path.join(ROOT, "scripts", "pretrain_mlm.py"))
+    pretrain_mlm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pretrain_mlm)
+    args = pretrain_mlm.build_parser().parse_args(["--corpus", corpus, "--output", "o", "--no-progress"])
+    assert args.progress is False and args.progress_seconds == 60.0
+    args = pretrain_mlm.build_parser().parse_args(["--corpus", corpus, "--output", "o", "--progress-every", "5"])
+    assert args.progress is True and args.progress_seconds == 5.0
+    with pytest.raises(FewShotError) as e:
+        PretrainingRun(_config(corpus, tmp_path / "out", progress_seconds=0))
+    _one_line_error(e, "--progress-every 0")
+
+
 def test_log_checkpoint_and_probe(trained):
-    out, log = trained
+    out, log, _ = trained
     on_disk = json.loads((out / LOG_FILE).read_text(encoding="utf-8"))
     assert on_disk["steps"] == log["steps"] == 30 and on_disk["loss"] == log["loss"]
     assert log["tokens_per_second"] > 0 and log["wall_time_s"] > 0 and log["tokens_per_step"] == 16 * 64
@@ -307,7 +342,7 @@ def test_zero_shot_probe_matches_full_logits_and_traces_once(tokenizer, probe_fi
 def test_exports_load_and_agree_with_transformers(trained):
     import torch
     from transformers import BertForMaskedLM
-    out, _ = trained
+    out, _, _ = trained
     hf, google = load_mlm(str(out / "hf")), load_mlm(str(out / "google"))
     assert (hf.format, google.format) == ("hf", "google")
     texts = ["这家酒店很好", "[MASK]满意。房间太小了，服务也一般", "北京大学"]
@@ -374,6 +409,7 @@ def test_backend_without_tensorflow_trains_checkpoints_resumes_and_exports_hf(tm
     assert all(c["probe"]["rows"] == 16 for c in log["checkpoints"])
     assert log["exports"]["google"] is None and "TensorFlow is not installed" in log["exports"]["google_skipped"]
     assert not (out / "google").exists() and "skipping" in proc.stderr
+    assert "pretrain step 1/3 - loss" in proc.stdout  # stdout is a pipe: status lines, no bar
     state = json.loads((out / CHECKPOINT_DIR / STATE_FILE).read_text(encoding="utf-8"))
     assert state["step"] == state["optimizer_iterations"] == 3
 

@@ -122,3 +122,33 @@ def test_sigint_in_epoch_2_saves_epoch_1(tmp_path):
     assert metrics["best_epoch"] == 1
     assert (out / "model.keras").stat().st_size > 0 and (out / "vocab.txt").exists()
     assert (out / "prompt.safetensors").exists()
+
+    # --resume continues from the last finished epoch (keras BackupAndRestore) and finishes the run
+    refused = script(*QUICK, "--epochs", "3", "--passes-per-epoch", "30", "--output", str(out))
+    _, err = refused.communicate(timeout=600)
+    assert refused.returncode == 2 and "--resume" in err, err[-2000:]
+    resumed = script(*QUICK, "--epochs", "3", "--passes-per-epoch", "30", "--output", str(out), "--resume")
+    stdout, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stdout[-3000:] + err[-3000:]
+    assert "resuming" in stdout and [int(l.split()[1]) for l in stdout.splitlines() if l.startswith("epoch: ")] \
+        == [2, 3]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert len((out / "log.csv").read_text().strip().splitlines()) == 1 + 3  # header + epochs 1 (before) and 2, 3
+    assert (out / "curves.png").stat().st_size > 0 and any((out / "tensorboard").rglob("events.*"))
+    assert not (out / "backup").exists() and not (out / "best_weights.npz").exists()
+    done = script(*QUICK, "--epochs", "3", "--output", str(out), "--resume")
+    _, err = done.communicate(timeout=600)
+    assert done.returncode == 2 and "has finished" in err
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_when_valid_accuracy_stalls(tmp_path):
+    out = tmp_path / "run"
+    p = script(*QUICK, "--epochs", "6", "--passes-per-epoch", "1", "--lr", "1e-12", "--early-stopping", "1",
+               "--output", str(out))
+    stdout, err = p.communicate(timeout=600)
+    assert p.returncode == 0, stdout[-3000:] + err[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]  # epoch 2 is no better: patience 1 ends the run
+    assert metrics["status"] == "completed"

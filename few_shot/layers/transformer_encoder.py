@@ -3,6 +3,8 @@ import math
 import keras
 from keras import ops
 
+from few_shot.layers.lora_dense import LoraDense
+
 
 def gelu_erf(x):
     # BERT checkpoints are trained with the exact (erf) GELU; tanh-GELU drifts by ~1e-3.
@@ -26,8 +28,8 @@ class TransformerEncoder(keras.layers.Layer):
         self.layer_norm_epsilon = layer_norm_epsilon
         init = keras.initializers.TruncatedNormal(stddev=0.02)
 
-        def dense(units, name):
-            return keras.layers.Dense(units, kernel_initializer=init, name=name)
+        def dense(units, name):  # a Dense that can take LoRA adapters (few_shot/lora.py)
+            return LoraDense(units, kernel_initializer=init, name=name)
 
         self.query = dense(hidden_size, "query")
         self.key = dense(hidden_size, "key")
@@ -53,6 +55,11 @@ class TransformerEncoder(keras.layers.Layer):
     def _heads(self, x):
         b, t = ops.shape(x)[0], ops.shape(x)[1]
         return ops.transpose(ops.reshape(x, (b, t, self.num_heads, self.head_size)), (0, 2, 1, 3))
+
+    def dense_layers(self):
+        """name -> the block's Dense layers (the targets LoRA can adapt)."""
+        return {layer.name: layer for layer in (self.query, self.key, self.value, self.attention_output,
+                                                  self.intermediate, self.output_dense)}
 
     def call(self, x, attention_bias, training=False):
         """x: [B, T, H]; attention_bias: [B, 1, 1, T], 0 for real tokens and -inf-like for padding."""

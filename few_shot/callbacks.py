@@ -1,0 +1,148 @@
+"""Callbacks of a training run: per-epoch evaluation and bookkeeping (EpochLogger), a progress line
+for logs that are not a terminal (ProgressLine), and the curves.png of a finished run."""
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+BEST_WEIGHTS = "best_weights.npz"
+
+
+def save_arrays(path, arrays):
+    """Trainable weights -> .npz (written aside, then renamed)."""
+    with open(path + ".tmp", "wb") as f:
+        np.savez(f, *arrays)
+    os.replace(path + ".tmp", path)
+
+
+def load_arrays(path):
+    with np.load(path) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """After each epoch: valid/test accuracy (and macro-F1), best-on-valid bookkeeping with the test
+    confusion matrix at the best epoch, one log line, metrics.json."""
+
+    def __init__(self, scorer, valid, test, output=None, summary=None, labels=None):
+        super().__init__()
+        self.scorer, self.valid, self.test = scorer, valid, test
+        self.labels = labels
+        self.output = output
+        self.summary = summary or {}
+        self.epochs = []
+        self.best = {"best_epoch": None, "best_valid_acc": -1.0, "test_acc_at_best": None}
+        self.best_weights = None
+        self.status = "running"  # -> completed, interrupted or failed
+        self.start = time.time()
+        self.resumed_seconds = 0.0
+
+    def resume(self, metrics, best_weights):
+        """Continue a run folder's bookkeeping: its finished epochs, best epoch and best weights."""
+        self.epochs = list(metrics.get("epochs", []))
+        self.best = {k: metrics[k] for k in self.best if k in metrics}
+        self.best.update({k: metrics[k] for k in ("test_macro_f1_at_best", "test_confusion_at_best") if k in metrics})
+        self.best_weights = best_weights
+        self.resumed_seconds = float(metrics.get("wall_seconds", 0.0))
+
+    def on_epoch_end(self, epoch, logs=None):
+        from sklearn.metrics import confusion_matrix, f1_score
+        logs = logs or {}
+        valid_pred = self.scorer.scores(self.valid, "valid").argmax(-1)
+        test_pred = self.scorer.scores(self.test, "test").argmax(-1)
+        valid_acc = float(np.mean(valid_pred == self.valid.labels))
+        test_acc = float(np.mean(test_pred == self.test.labels))
+        classes = np.arange(self.scorer.model.num_labels)
+        record = {"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
+                  "valid_acc": valid_acc, "test_acc": test_acc,
+                  "valid_macro_f1": float(f1_score(self.valid.labels, valid_pred, labels=classes, average="macro",
+                                                   zero_division=0)),
+                  "test_macro_f1": float(f1_score(self.test.labels, test_pred, labels=classes, average="macro",
+                                                  zero_division=0)),
+                  "seconds": time.time() - self.start}
+        if "mlm_loss" in logs:  # semi-supervised runs: the unlabelled MLM part of `loss` (unweighted)
+            record["mlm_loss"] = float(logs["mlm_loss"])
+        # a resumed run redoes an epoch that ended after metrics.json but before Keras' backup
+        self.epochs = [e for e in self.epochs if e["epoch"] < epoch + 1] + [record]
+        logs.update(valid_acc=valid_acc, test_acc=test_acc)  # for TensorBoard, CSVLogger, EarlyStopping
+        if valid_acc > self.best["best_valid_acc"]:
+            self.best = {"best_epoch": epoch + 1, "best_valid_acc": valid_acc, "test_acc_at_best": test_acc,
+                         "test_macro_f1_at_best": record["test_macro_f1"],
+                         # rows: true label, columns: predicted, in the order of `labels`
+                         "test_confusion_at_best": {"labels": self.labels or classes.tolist(), "matrix":
+                                                    confusion_matrix(self.test.labels, test_pred,
+                                                                     labels=classes).tolist()}}
+            self.best_weights = [keras.ops.convert_to_numpy(w) for w in self.model.trainable_weights]
+            if self.output:  # so that --resume after a crash knows the best epoch's weights
+                save_arrays(os.path.join(self.output, BEST_WEIGHTS), self.best_weights)
+        print(f"epoch: {epoch + 1} - loss: {record['loss']:.4f} - valid_acc: {valid_acc:.4f} - "
+              f"test_acc: {test_acc:.4f} - best_valid_acc: {self.best['best_valid_acc']:.4f} - "
+              f"test_acc_at_best: {self.best['test_acc_at_best']:.4f}", flush=True)
+        self.write()
+
+    def restore_best(self):
+        if self.best_weights is not None:
+            for w, value in zip(self.model.trainable_weights, self.best_weights):
+                w.assign(value)
+
+    def metrics(self):
+        return {**self.summary, "status": self.status, "epochs": self.epochs, **self.best,
+                "wall_seconds": self.resumed_seconds + time.time() - self.start}
+
+    def write(self):
+        if self.output:
+            # written aside, then renamed: an interrupt mid-write never leaves half a metrics.json
+            path = os.path.join(self.output, "metrics.json")
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                json.dump(self.metrics(), f, indent=2, ensure_ascii=False)
+            os.replace(path + ".tmp", path)
+
+
+class ProgressLine(keras.callbacks.Callback):
+    """When stdout is not a terminal (CI, nohup, a scheduler's log): a line every `seconds` (and at
+    the first step), so a long epoch shows it is alive. On a terminal Keras' own bar does this."""
+
+    def __init__(self, steps, seconds=60.0):
+        super().__init__()
+        self.steps, self.seconds = steps, seconds
+        self.epoch, self.last, self.start = 0, 0.0, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.start = epoch + 1, time.time()
+        self.last = self.start - self.seconds  # the first step prints
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.time()
+        if now - self.last < self.seconds:
+            return
+        self.last = now
+        loss = (logs or {}).get("loss")
+        loss = f" - loss: {float(loss):.4f}" if loss is not None else ""
+        rate = (batch + 1) / max(now - self.start, 1e-9)
+        print(f"epoch {self.epoch} step {batch + 1}/{self.steps}{loss} - {rate:.2f} steps/s", flush=True)
+
+
+def plot_curves(path, epochs, best_epoch=None):
+    """Loss and valid/test accuracy per epoch -> a PNG (a dotted line at the epoch chosen on valid)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [e["epoch"] for e in epochs]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.plot(x, [e["loss"] for e in epochs], "o-")
+    left.set(xlabel="epoch", ylabel="training loss", title="loss")
+    for key in ("valid_acc", "test_acc"):
+        right.plot(x, [e[key] for e in epochs], "o-", label=key.replace("_", " "))
+    right.set(xlabel="epoch", ylabel="accuracy", title="accuracy (epoch chosen on valid)")
+    right.legend()
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if best_epoch:
+            ax.axvline(best_epoch, color="gray", linestyle=":")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,12 @@
+"""EPRSTMT: e-commerce review sentiment, Positive / Negative (not shipped in ../shared: its patterns
+are Su's sentiment ones, not measured on its dev)."""
+from few_shot.tasks.base import Task
+
+VERBALIZER = {"Negative": "不", "Positive": "很"}
+
+TASK = Task(
+    name="eprstmt", description="e-commerce review sentiment (2 classes)",
+    fields=("sentence",), label_field="label", verbalizer=VERBALIZER,
+    zero_shot_pattern="[MASK]满意。{sentence}",
+    ptuning_pattern="[u1][u2][u3][u4][MASK][u5][u6][u7][u8]{sentence}",
+)
