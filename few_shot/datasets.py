@@ -246,7 +246,11 @@ def load_splits(config, verbalizer):
     """-> (train, valid, test) example lists for a RunConfig: train sampled as asked (k-shot or the
     first fraction), valid/test cut to max_valid/max_test; labels checked against the verbalizer."""
     if getattr(config, "task", None) is not None:  # a FewCLUE task's own reader (few_shot/tasks/): dict rows
+        from few_shot.config import DEFAULT_DATA
         from few_shot.tasks import get_task
+        if os.path.abspath(config.data) == os.path.abspath(DEFAULT_DATA):
+            raise FewShotError(f"--task {config.task}: pass --data with the FewCLUE {config.task} folder (e.g. "
+                               f"../shared/data/fewclue/{config.task})")
         splits = get_task(config.task).load(config.data, config.fewclue_fold)
     elif config.fewclue_fold is not None:
         splits = load_fewclue(config.data, config.fewclue_fold, config.text_field, config.label_field)

@@ -89,19 +89,22 @@ def summarise(runs, tasks, methods, split):
                 vmean, _ = mean_std([r["valid_acc"] for r in rs])
                 per_task[task] = {"folds": [r["fold"] for r in rs], "n": len(rs), "test_acc_mean": mean,
                                   "test_acc_std": std, "valid_acc_mean": vmean,
-                                  "test_accs": [r["test_acc"] for r in rs]}
+                                  "test_accs": [r["test_acc"] for r in rs], "valid_accs": [r["valid_acc"] for r in rs]}
         if per_task:
             complete = len(per_task) == len(tasks)
             score = sum(t["test_acc_mean"] for t in per_task.values()) / len(per_task) if complete else None
-            rows.append({"method": method, "split": split, "score": score, "tasks": per_task})
+            valid_score = sum(t["valid_acc_mean"] for t in per_task.values()) / len(per_task) if complete else None
+            rows.append({"method": method, "split": split, "score": score, "valid_score": valid_score,
+                         "tasks": per_task})
     return rows
 
 
-def table(rows, tasks):
+def table(rows, tasks, split="test"):
     lines = ["| method | Score | " + " | ".join(tasks) + " |", "|---|---:|" + "---:|" * len(tasks)]
     for row in rows:
-        cells = [cell(row["tasks"][t]["test_accs"]) if t in row["tasks"] else "-" for t in tasks]
-        score = "-" if row["score"] is None else f"{100 * row['score']:.2f}"
+        cells = [cell(row["tasks"][t][f"{split}_accs"]) if t in row["tasks"] else "-" for t in tasks]
+        value = row["score"] if split == "test" else row["valid_score"]
+        score = "-" if value is None else f"{100 * value:.2f}"
         lines.append(f"| {row['method']} | {score} | " + " | ".join(cells) + " |")
     return lines
 
@@ -145,7 +148,8 @@ def main(argv=None):
             metrics, reused = run_one(run, os.path.join(args.output, "runs", task, name))
             runs.append({"task": task, "method": method, "fold": fold, "run": f"{task}/{name}",
                          "test_acc": test_acc(method, metrics), "valid_acc": valid_acc(method, metrics),
-                         "best_epoch": metrics.get("best_epoch"), "trainable_params": metrics.get("trainable_params", 0),
+                         "best_epoch": metrics.get("best_epoch"),
+                         "trainable_params": metrics.get("trainable_params", 0),
                          "train_rows": metrics.get("train_rows"), "seconds": metrics.get("wall_seconds")})
             tqdm.write(f"{task}/{name}: test_acc {runs[-1]['test_acc']:.4f}"
                        f"{' - reused (finished before)' if reused else ''}")
@@ -168,10 +172,13 @@ def main(argv=None):
         test_rows = f"the first {base.max_test} rows of test_public" if base.max_test else "test_public"
         lines = ["# FewCLUE", "",
                  f"Model {base.model or 'models/zh-bert-mini'}; test accuracy (%) on {test_rows}, the epoch chosen on "
-                 f"dev_<i>; mean ± std over folds {','.join(map(str, folds))} (zero-shot: scored once). Score: the mean "
-                 f"over the tasks of this table. {REFERENCE}: char 1-3-gram TF-IDF + logistic regression on the same "
-                 f"rows. Options: {json.dumps(options, ensure_ascii=False)}.", ""]
+                 f"dev_<i>; mean ± std over folds {','.join(map(str, folds))} (zero-shot: scored once). Score: the "
+                 f"mean over the tasks of this table. {REFERENCE}: char 1-3-gram TF-IDF + logistic regression on the "
+                 f"same rows. Options: {json.dumps(options, ensure_ascii=False)}.", ""]
         lines += table(summary, tasks)
+        dev_rows = f"the first {base.max_valid} rows of dev_<i>" if base.max_valid else "the whole dev_<i>"
+        lines += ["", f"Accuracy (%) on {dev_rows} (the split the epoch is chosen on; zero-shot: the first fold's):",
+                  ""] + table(summary, tasks, "valid")
         if few_all:
             lines += ["", "train_few_all / dev_few_all:", ""] + table(few_all, tasks)
         with open(os.path.join(args.output, "results.md"), "w", encoding="utf-8") as f:

@@ -6,12 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, TINY_VOCAB, tiny_bert, tiny_tokenizer
+from conftest import REPO_ROOT, tiny_bert, tiny_tokenizer
 from few_shot.config import RunConfig
 from few_shot.errors import FewShotError
 from few_shot.pattern import Candidates, Pattern, Verbalizer, truncated_lengths, verbalizer_from
@@ -304,7 +303,8 @@ def test_eprstmt_reads_by_the_same_rules(tmp_path):
                                                    {"id": 2, "sentence": "太差了", "label": "Negative"}])
     assert get_task("eprstmt").read(path) == [({"sentence": "外包装上有点磨损，试听后感觉不错"}, "Positive"),
                                               ({"sentence": "太差了"}, "Negative")]
-    bad = write_lines(tmp_path / "dev_0.json", [{"sentence": "好", "label": "Positive"}, {"sentence": "好", "label": "Neutral"}])
+    bad = write_lines(tmp_path / "dev_0.json", [{"sentence": "好", "label": "Positive"},
+                                                {"sentence": "好", "label": "Neutral"}])
     with pytest.raises(FewShotError, match=r"dev_0\.json:2: label 'Neutral' is not a eprstmt label"):
         get_task("eprstmt").read(bad)
 
