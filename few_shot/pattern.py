@@ -306,8 +306,8 @@ class Verbalizer:
             raise FewShotError(f"verbalizer {spec!r} gives label {repeated[0]} twice; give each label one word")
         return cls({k.strip(): v.strip() for k, v in pairs})
 
-    def token_ids(self, tokenizer):
-        """-> [num_labels][num_masks] token ids; every word must be in the vocab and all equally long."""
+    def word_ids(self, tokenizer):
+        """-> each label word's token ids; a word with a character out of the vocabulary is an error."""
         ids = []
         for label, word in self.mapping.items():
             tokens = tokenizer.tokenize(word)
@@ -315,6 +315,11 @@ class Verbalizer:
                 raise FewShotError(f"verbalizer word {word!r} (label {label}) is not in the vocabulary; "
                                    f"choose a word made of vocabulary characters")
             ids.append(tokenizer.tokens_to_ids(tokens))
+        return ids
+
+    def token_ids(self, tokenizer):
+        """-> [num_labels][num_masks] token ids; every word must be in the vocab and all equally long."""
+        ids = self.word_ids(tokenizer)
         lengths = {len(i) for i in ids}
         if len(lengths) > 1:
             labels = list(self.mapping)
@@ -346,17 +351,10 @@ class PerLengthVerbalizer(Verbalizer):
     group with L [MASK] slots, and a label's score is the MEAN of its tokens' log-probabilities
     (log-softmax over the whole vocabulary) at its group's slots, so long and short words compare.
     Chosen over fixed two-character words derived from the names by zero-shot accuracy on dev_0
-    (docs/readme_fewclue.md)."""
+    (README, FewCLUE)."""
 
     def token_ids(self, tokenizer):
-        ids = []
-        for label, word in self.mapping.items():
-            tokens = tokenizer.tokenize(word)
-            if not tokens or "[UNK]" in tokens:
-                raise FewShotError(f"verbalizer word {word!r} (label {label}) is not in the vocabulary; "
-                                   f"choose a word made of vocabulary characters")
-            ids.append(tokenizer.tokens_to_ids(tokens))
-        return ids
+        return self.word_ids(tokenizer)  # lengths may differ: each group gets its own [MASK] slots
 
     def config(self):
         return {PER_LENGTH_KEY: dict(self.mapping)}
