@@ -16,7 +16,7 @@ _EXPORTS = {
     "PretrainedMLM": "few_shot.loading",
     "load_mlm": "few_shot.loading",
     "Pattern": "few_shot.pattern",
-    "Verbalizer": "few_shot.pattern",
+    "Verbalizer": "few_shot.verbalizers",
     "PromptPreprocessor": "few_shot.preprocessor",
     "PtuningModel": "few_shot.ptuning",
     "RunConfig": "few_shot.config",

@@ -41,9 +41,43 @@ def _format_of(path, fmt=None):
     return fmt
 
 
-def _lines(numbers):
+def line_list(numbers):
+    """[3, 9, ...] -> "3, 9, ... and N more": the lines a warning or an error names."""
     shown = ", ".join(map(str, numbers[:MAX_LISTED]))
     return shown + (f" and {len(numbers) - MAX_LISTED} more" if len(numbers) > MAX_LISTED else "")
+
+
+def decoded_lines(path):
+    """-> [(line_number, line)] of a UTF-8 file (BOM and CR dropped); every undecodable line is named
+    in one error."""
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    decoded, bad = [], []
+    for number, line in enumerate(lines, 1):
+        try:
+            decoded.append((number, line.decode("utf-8").rstrip("\r").lstrip("\ufeff")))
+        except UnicodeDecodeError:
+            bad.append(number)
+    if bad:
+        raise FewShotError(f"{path}: line {line_list(bad)} not UTF-8; re-save the file as UTF-8 "
+                           f"(e.g. iconv -f GBK -t UTF-8)")
+    return decoded
+
+
+def json_objects(path, what="json files"):
+    """Yield (line_number, dict) for each non-blank line of a json-lines file; a line that is not a
+    JSON object is an error naming the file and the line."""
+    for number, line in decoded_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise FewShotError(f"{path}:{number}: not a JSON object ({e.msg}); {what} hold one object per "
+                               f"line") from None
+        if not isinstance(row, dict):
+            raise FewShotError(f"{path}:{number}: not a JSON object; {what} hold one object per line")
+        yield number, row
 
 
 def _pick_field(fields, wanted, defaults, what, path, flag):
@@ -60,19 +94,13 @@ def _pick_field(fields, wanted, defaults, what, path, flag):
 
 def _raw_rows(path, fmt, text_field, label_field):
     """Yield (line_number, text, label) from one file."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    lines = raw.split(b"\n")
-    decoded = []
-    bad = []
-    for number, line in enumerate(lines, 1):
-        try:
-            decoded.append((number, line.decode("utf-8").rstrip("\r").lstrip("\ufeff")))
-        except UnicodeDecodeError:
-            bad.append(number)
-    if bad:
-        raise FewShotError(f"{path}: line {_lines(bad)} not UTF-8; re-save the file as UTF-8 "
-                           f"(e.g. iconv -f GBK -t UTF-8)")
+    if fmt == "jsonl":
+        for number, row in json_objects(path):
+            tf_ = _pick_field(list(row), text_field, TEXT_FIELDS, "text", f"{path}:{number}", "--text-field")
+            lf = _pick_field(list(row), label_field, LABEL_FIELDS, "label", f"{path}:{number}", "--label-field")
+            yield number, str(row[tf_]), str(row[lf]).strip()
+        return
+    decoded = decoded_lines(path)
     if fmt == "tsv":
         for number, line in decoded:
             if not line.strip():
@@ -81,20 +109,6 @@ def _raw_rows(path, fmt, text_field, label_field):
             if not sep:
                 raise FewShotError(f"{path}:{number}: no tab; tsv rows are text<TAB>label")
             yield number, text, label.strip()
-    elif fmt == "jsonl":
-        for number, line in decoded:
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise FewShotError(f"{path}:{number}: not a JSON object ({e.msg}); json files hold one "
-                                   f"object per line") from None
-            if not isinstance(row, dict):
-                raise FewShotError(f"{path}:{number}: not a JSON object; json files hold one object per line")
-            tf_ = _pick_field(list(row), text_field, TEXT_FIELDS, "text", f"{path}:{number}", "--text-field")
-            lf = _pick_field(list(row), label_field, LABEL_FIELDS, "label", f"{path}:{number}", "--label-field")
-            yield number, str(row[tf_]), str(row[lf]).strip()
     else:
         reader = csv.reader([line for _, line in decoded])
         numbers = [n for n, _ in decoded]
@@ -132,11 +146,11 @@ def read_examples(path, text_field=None, label_field=None, fmt=None, duplicates_
         seen.setdefault(text, number)
         examples.append((text, label))
     if empty:
-        warnings.warn(f"{path}: skipped {len(empty)} empty text(s) at line {_lines(empty)}", DataWarning)
+        warnings.warn(f"{path}: skipped {len(empty)} empty text(s) at line {line_list(empty)}", DataWarning)
     if duplicates and duplicates_seen is not None:  # the caller reports them once for all its files
         duplicates_seen[os.path.basename(path)] = len(duplicates)
     elif duplicates:
-        warnings.warn(f"{path}: {len(duplicates)} duplicate text(s) at line {_lines(duplicates)}", DataWarning)
+        warnings.warn(f"{path}: {len(duplicates)} duplicate text(s) at line {line_list(duplicates)}", DataWarning)
     if not examples:
         raise FewShotError(f"{path}: no labelled rows; expected text and label per line")
     return examples

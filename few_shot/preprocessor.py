@@ -8,7 +8,8 @@ import numpy as np
 
 from few_shot.errors import FewShotError
 from few_shot.loading import pad_batch
-from few_shot.pattern import PTUNING_PATTERN, Candidates, Pattern, verbalizer_from
+from few_shot.pattern import PTUNING_PATTERN, Pattern
+from few_shot.verbalizers import Candidates, verbalizer_from
 from few_shot.tokenizer import Tokenizer, load_vocab
 
 VOCAB_ASSET = "vocab.txt"

@@ -13,7 +13,8 @@ import pytest
 from conftest import REPO_ROOT, tiny_bert, tiny_tokenizer
 from few_shot.config import RunConfig
 from few_shot.errors import FewShotError
-from few_shot.pattern import Candidates, Pattern, Verbalizer, truncated_lengths, verbalizer_from
+from few_shot.pattern import Pattern, truncated_lengths
+from few_shot.verbalizers import Candidates, Verbalizer, verbalizer_from
 from few_shot.tasks import TASK_NAMES, get_task
 from few_shot.tasks.base import fixed_length_words
 
@@ -165,7 +166,7 @@ def test_per_length_model_trains_through_the_dataset_pipeline():
     import keras
 
     from few_shot.methods import build_model
-    from few_shot.pattern import PerLengthVerbalizer
+    from few_shot.verbalizers import PerLengthVerbalizer
     from few_shot.preprocessor import PromptPreprocessor
     from few_shot.training import Scorer, training_dataset
 
@@ -203,7 +204,7 @@ def test_fixed_length_words_from_names_without_collisions():
         fixed_length_words(names, 2)
     with pytest.raises(FewShotError, match=r"label 1 \('乙'\): its word '甲乙' is also label 0's"):
         fixed_length_words({"0": "甲乙", "1": "乙"}, 2, overrides={"1": "甲乙"})
-    from few_shot.pattern import PerLengthVerbalizer
+    from few_shot.verbalizers import PerLengthVerbalizer
     for task in ("iflytek", "csldcp"):  # the alternative measured on dev (FIXED_WORDS) and the default
         get_task(task)
         fixed = sys.modules[f"few_shot.tasks.{task}"].FIXED_WORDS
@@ -218,7 +219,7 @@ PER_LENGTH = {"a": "很", "b": "体育", "c": "酒店服务", "d": "不"}
 def test_per_length_scores_are_mean_log_probs_at_each_length_group():
     from few_shot.loading import PretrainedMLM
     from few_shot.methods import build_model
-    from few_shot.pattern import PerLengthVerbalizer
+    from few_shot.verbalizers import PerLengthVerbalizer
     from few_shot.preprocessor import PromptPreprocessor
     from few_shot.training import Scorer
 

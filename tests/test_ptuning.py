@@ -12,7 +12,8 @@ import pytest
 from conftest import SENTIMENT, tiny_bert, tiny_model, tiny_tokenizer
 from few_shot import FewShotError
 from few_shot.layers import PromptEncoder
-from few_shot.pattern import PTUNING_PATTERN, ZERO_SHOT_PATTERN, Pattern, Verbalizer
+from few_shot.pattern import PTUNING_PATTERN, ZERO_SHOT_PATTERN, Pattern
+from few_shot.verbalizers import Verbalizer
 from few_shot.preprocessor import PromptPreprocessor
 from few_shot.ptuning import PtuningModel
 from few_shot.training import Scorer, training_batches

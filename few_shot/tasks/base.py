@@ -5,15 +5,15 @@ P-tuning pattern. Each task is one small module (few_shot/tasks/<name>.py) that 
 Reading imports neither TensorFlow nor Keras: a bad row fails before a model loads.
 """
 import dataclasses
-import json
 import os
 import re
 import warnings
 from typing import Callable, Optional
 
-from few_shot.datasets import DataWarning
+from few_shot.datasets import DataWarning, json_objects, line_list
 from few_shot.errors import FewShotError
-from few_shot.pattern import Candidates, field_names, lookup, verbalizer_from
+from few_shot.pattern import field_names, lookup
+from few_shot.verbalizers import Candidates, verbalizer_from
 
 FEWCLUE_SPLITS = {"train": "train_{}.json", "valid": "dev_{}.json", "test": "test_public.json"}
 
@@ -21,20 +21,24 @@ FEWCLUE_SPLITS = {"train": "train_{}.json", "valid": "dev_{}.json", "test": "tes
 @dataclasses.dataclass(frozen=True)
 class Task:
     """One task. `fields`: the row's fields a pattern may use (dotted for nested ones, kept nested);
-    `label_field`: where the gold label is; `verbalizer`: label -> word (or `Candidates`);
+    `verbalizer`: label -> word (or `Candidates`); `label_field`: where the gold label is;
     `skip_labels`: labels meaning "no gold label" (rows skipped, counted in a warning);
     `check_row(row, label) -> problem or None`: the task's own row checks."""
     name: str
     description: str
     fields: tuple
-    label_field: str
     verbalizer: object
-    zero_shot_pattern: str
     ptuning_pattern: str
+    # hand-written zero-shot patterns: the default first, then the ones it was chosen over by zero-shot
+    # accuracy on dev_0 with the task's verbalizer (few_shot/tasks/select.py)
+    zero_shot_patterns: tuple
+    label_field: str = "label"
     skip_labels: tuple = ()
     check_row: Optional[Callable] = None
-    # (pattern, verbalizer) pairs the zero-shot default was chosen from, on dev_0 (few_shot/tasks/select.py)
-    zero_shot_candidates: tuple = ()
+
+    @property
+    def zero_shot_pattern(self):
+        return self.zero_shot_patterns[0]
 
     @property
     def labels(self):
@@ -58,23 +62,8 @@ class Task:
                                f"test_public.json")
         labels = set(self.labels)
         examples, skipped = [], []
-        with open(path, "rb") as f:
-            lines = f.read().split(b"\n")
-        for number, raw_line in enumerate(lines, 1):
+        for number, raw in json_objects(path, f"{self.name} files"):
             where = f"{path}:{number}"
-            try:
-                line = raw_line.decode("utf-8").strip().lstrip("\ufeff")
-            except UnicodeDecodeError:
-                raise FewShotError(f"{where}: not UTF-8; re-save the file as UTF-8") from None
-            if not line:
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise FewShotError(f"{where}: not a JSON object ({e.msg}); {self.name} files hold one object per "
-                                   f"line") from None
-            if not isinstance(raw, dict):
-                raise FewShotError(f"{where}: not a JSON object; {self.name} files hold one object per line")
             row = {}
             for name in self.fields + (self.label_field,):
                 try:
@@ -99,7 +88,7 @@ class Task:
             examples.append((row, label))
         if skipped:
             warnings.warn(f"{path}: skipped {len(skipped)} row(s) without a gold label "
-                          f"({'/'.join(map(repr, self.skip_labels))}) at line {_lines(skipped)}", DataWarning)
+                          f"({'/'.join(map(repr, self.skip_labels))}) at line {line_list(skipped)}", DataWarning)
         if not examples:
             raise FewShotError(f"{path}: no labelled {self.name} rows")
         return examples
@@ -119,11 +108,6 @@ def _put(row, dotted, value):
     for key in keys[:-1]:
         row = row.setdefault(key, {})
     row[keys[-1]] = value
-
-
-def _lines(numbers, listed=5):
-    shown = ", ".join(map(str, numbers[:listed]))
-    return shown + (f" and {len(numbers) - listed} more" if len(numbers) > listed else "")
 
 
 # -- label words of different lengths (iflytek, csldcp) -------------------------------------------

@@ -3,7 +3,7 @@ idioms and the label is the index of the right one. The blank becomes 4 [MASK]s 
 characters); a candidate scores the sum of its characters' log-probabilities there (log-softmax
 over the whole vocabulary) and training is a softmax over the row's 7 candidates. Truncation
 cuts `content` around the blank (a window), never the blank."""
-from few_shot.pattern import Candidates
+from few_shot.verbalizers import Candidates
 from few_shot.tasks.base import Task, candidate_problem
 
 BLANK, COUNT, LENGTH = "#idiom#", 7, 4
@@ -18,9 +18,7 @@ def check_row(row, label):
 
 
 TASK = Task(
-    name="chid", description="idiom cloze (7 candidates per row)",
-    fields=("content", "candidates"), label_field="answer", verbalizer=VERBALIZER, check_row=check_row,
-    zero_shot_pattern="成语填空：{content:#idiom#}",
+    "chid", "idiom cloze (7 candidates per row)", ("content", "candidates"), label_field="answer",
+    verbalizer=VERBALIZER, check_row=check_row,
     ptuning_pattern="[u1][u2][u3][u4][u5][u6][u7][u8]{content:#idiom#}",
-    zero_shot_candidates=(("{content:#idiom#}", VERBALIZER), ("成语填空：{content:#idiom#}", VERBALIZER)),
-)
+    zero_shot_patterns=("成语填空：{content:#idiom#}", "{content:#idiom#}"))

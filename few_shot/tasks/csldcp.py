@@ -2,7 +2,7 @@
 13 tokens: a PerLengthVerbalizer encodes a row once per name length and scores a name by the mean
 log-probability of its tokens. It was measured on dev_0 against two-character words taken from the
 names (FIXED_WORDS, fixed_length_words: 材料科学与工程 -> 材料) and chosen (docs/readme_fewclue.md)."""
-from few_shot.pattern import PerLengthVerbalizer
+from few_shot.verbalizers import PerLengthVerbalizer
 from few_shot.tasks.base import Task, fixed_length_words
 
 SUBJECTS = (
@@ -17,10 +17,6 @@ FIXED_WORDS = fixed_length_words({s: s for s in SUBJECTS}, 2)  # the alternative
 VERBALIZER = PerLengthVerbalizer({s: s for s in SUBJECTS})
 
 TASK = Task(
-    name="csldcp", description="paper abstract subject (67 classes)",
-    fields=("content",), label_field="label", verbalizer=VERBALIZER,
-    zero_shot_pattern="这篇论文属于[MASK]学科。{content}",
+    "csldcp", "paper abstract subject (67 classes)", ("content",), verbalizer=VERBALIZER,
     ptuning_pattern="[u1][u2][u3][u4][MASK][u5][u6][u7][u8]{content}",
-    zero_shot_candidates=(("这篇论文属于[MASK]学科。{content}", VERBALIZER),
-                          ("[MASK]论文：{content}", VERBALIZER)),
-)
+    zero_shot_patterns=("这篇论文属于[MASK]学科。{content}", "[MASK]论文：{content}"))

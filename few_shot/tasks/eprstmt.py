@@ -2,11 +2,8 @@
 are Su's sentiment ones, not measured on its dev)."""
 from few_shot.tasks.base import Task
 
-VERBALIZER = {"Negative": "不", "Positive": "很"}
-
 TASK = Task(
-    name="eprstmt", description="e-commerce review sentiment (2 classes)",
-    fields=("sentence",), label_field="label", verbalizer=VERBALIZER,
-    zero_shot_pattern="[MASK]满意。{sentence}",
+    "eprstmt", "e-commerce review sentiment (2 classes)", ("sentence",),
+    verbalizer={"Negative": "不", "Positive": "很"},
     ptuning_pattern="[u1][u2][u3][u4][MASK][u5][u6][u7][u8]{sentence}",
-)
+    zero_shot_patterns=("[MASK]满意。{sentence}",))

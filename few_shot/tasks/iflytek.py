@@ -3,7 +3,7 @@ themselves, 1 to 7 tokens: a PerLengthVerbalizer encodes a row once per name len
 7 [MASK]s) and scores a name by the mean log-probability of its tokens. It was measured on dev_0
 against two-character words taken from the names (FIXED_WORDS, fixed_length_words: 地图导航 ->
 地图) and chosen (docs/readme_fewclue.md)."""
-from few_shot.pattern import PerLengthVerbalizer
+from few_shot.verbalizers import PerLengthVerbalizer
 from few_shot.tasks.base import Task, fixed_length_words
 
 NAMES = dict(enumerate(
@@ -20,10 +20,6 @@ FIXED_WORDS = fixed_length_words(NAMES, 2, OVERRIDES)  # the alternative measure
 VERBALIZER = PerLengthVerbalizer(NAMES)
 
 TASK = Task(
-    name="iflytek", description="app description category (119 classes)",
-    fields=("sentence",), label_field="label", verbalizer=VERBALIZER,
-    zero_shot_pattern="[MASK]应用：{sentence}",
+    "iflytek", "app description category (119 classes)", ("sentence",), verbalizer=VERBALIZER,
     ptuning_pattern="[u1][u2][u3][u4][MASK][u5][u6][u7][u8]{sentence}",
-    zero_shot_candidates=(("这是一款[MASK]类应用。{sentence}", VERBALIZER),
-                          ("[MASK]应用：{sentence}", VERBALIZER)),
-)
+    zero_shot_patterns=("[MASK]应用：{sentence}", "这是一款[MASK]类应用。{sentence}"))

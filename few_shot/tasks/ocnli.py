@@ -2,14 +2,9 @@
 "-" (annotators disagreed: no gold label) are skipped with a count in a warning."""
 from few_shot.tasks.base import Task
 
-VERBALIZER = {"entailment": "是的", "neutral": "可能", "contradiction": "不是"}
-
 TASK = Task(
-    name="ocnli", description="NLI (sentence pair, 3 classes)",
-    fields=("sentence1", "sentence2"), label_field="label", verbalizer=VERBALIZER, skip_labels=("-",),
-    zero_shot_pattern="{sentence1}？[MASK]，{sentence2}",
+    "ocnli", "NLI (sentence pair, 3 classes)", ("sentence1", "sentence2"), skip_labels=("-",),
+    verbalizer={"entailment": "是的", "neutral": "可能", "contradiction": "不是"},
     ptuning_pattern="[u1][u2][u3][u4]{sentence1}[SEP][MASK][u5][u6][u7][u8]{sentence2}",
-    zero_shot_candidates=(("{sentence1}？[MASK]，{sentence2}", VERBALIZER),
-                          ("{sentence1}[SEP][MASK]，{sentence2}", VERBALIZER),
-                          ("{sentence1}？[SEP][MASK]，{sentence2}", VERBALIZER)),
-)
+    zero_shot_patterns=("{sentence1}？[MASK]，{sentence2}", "{sentence1}[SEP][MASK]，{sentence2}",
+                        "{sentence1}？[SEP][MASK]，{sentence2}"))

@@ -1,5 +1,5 @@
 """How the tasks' defaults were chosen, on dev (never test): zero-shot accuracy of each task's
-candidate (pattern, verbalizer) pairs on dev_<fold>, and, for the tasks whose category names have
+candidate patterns on dev_<fold> (with the task's verbalizer), and, for the tasks whose category names have
 different lengths (iflytek, csldcp), the two ways of scoring them:
 
     fixed       every label word two characters taken from its name (fixed_length_words), one
@@ -49,13 +49,13 @@ def main(argv=None):
         task = get_task(name)
         dev = task.read(os.path.join(args.data_root, name, f"dev_{args.fold}.json"))
         out = results[name] = {"dev_rows": len(dev), "zero_shot": []}
-        for pattern, verbalizer in task.zero_shot_candidates or ((task.zero_shot_pattern, task.verbalizer),):
-            acc = zero_shot_accuracy(mlm, pattern, verbalizer, dev, args.maxlen)
-            out["zero_shot"].append({"pattern": pattern, "dev_acc": acc, "default": pattern == task.zero_shot_pattern})
+        for i, pattern in enumerate(task.zero_shot_patterns):
+            acc = zero_shot_accuracy(mlm, pattern, task.verbalizer, dev, args.maxlen)
+            out["zero_shot"].append({"pattern": pattern, "dev_acc": acc, "default": i == 0})
             print(f"{name}\tdev_{args.fold} ({len(dev)})\t{acc:.4f}\t{pattern}", flush=True)
         if name in LENGTH_TASKS:  # the two ways of scoring label words of different lengths, same pattern
             fixed_words = sys.modules[f"few_shot.tasks.{name}"].FIXED_WORDS
-            for pattern, _ in task.zero_shot_candidates:
+            for pattern in task.zero_shot_patterns:
                 fixed = zero_shot_accuracy(mlm, pattern, fixed_words, dev, args.maxlen)
                 per_length = zero_shot_accuracy(mlm, pattern, task.verbalizer, dev, args.maxlen)
                 out.setdefault("label_words", []).append({"pattern": pattern, "fixed_2_chars": fixed,

@@ -4,11 +4,6 @@ from few_shot.datasets import TNEWS_VERBALIZER
 from few_shot.tasks.base import Task
 
 TASK = Task(
-    name="tnews", description="news headline category (15 classes)",
-    fields=("sentence",), label_field="label", verbalizer=TNEWS_VERBALIZER,
-    zero_shot_pattern="这是一条[MASK]新闻。{sentence}",
+    "tnews", "news headline category (15 classes)", ("sentence",), verbalizer=TNEWS_VERBALIZER,
     ptuning_pattern="[u1][u2][u3][u4][MASK][u5][u6][u7][u8]{sentence}",
-    zero_shot_candidates=(("这是一条[MASK]新闻。{sentence}", TNEWS_VERBALIZER),
-                          ("下面报导一则[MASK]新闻：{sentence}", TNEWS_VERBALIZER),
-                          ("[MASK]：{sentence}", TNEWS_VERBALIZER)),
-)
+    zero_shot_patterns=("这是一条[MASK]新闻。{sentence}", "下面报导一则[MASK]新闻：{sentence}", "[MASK]：{sentence}"))
