@@ -11,19 +11,23 @@ from few_shot.config import DEFAULT_DATA, DEFAULT_LR, INITS, OBJECTIVES, STRATEG
 from few_shot.errors import FewShotError
 from few_shot.pattern import PTUNING_PATTERN
 from few_shot.quiet import start_tensorflow
-from few_shot.run_folder import Interrupted
+from few_shot.run_folder import Interrupted, WorkerLost
 
 
 @contextlib.contextmanager
 def user_errors():
     """Bad input ends the program with one line on stderr and exit status 2, not a traceback; an
-    interrupt with one line and status 130. Warnings print as one `warning: ...` line."""
+    interrupt with one line and status 130; a multi-worker run that lost a worker with one line and
+    status 1 (restart with --resume). Warnings print as one `warning: ...` line."""
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     try:
         yield
     except FewShotError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except WorkerLost as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        sys.exit(1)
     except (Interrupted, KeyboardInterrupt) as e:
         print(e.message if isinstance(e, Interrupted) and e.message else
               "interrupted before training started; nothing was written", file=sys.stderr)

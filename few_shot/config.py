@@ -142,6 +142,9 @@ class RunConfig:
             raise FewShotError(f"--objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
         if self.strategy not in STRATEGIES:
             raise FewShotError(f"--strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.strategy == "multiworker" and not self.output and self.method != "zeroshot":
+            raise FewShotError("--strategy multiworker needs --output DIR, the same on every worker: the chief "
+                               "writes the run there and every worker keeps its backup there for --resume")
         if self.fewclue_fold is not None and str(self.fewclue_fold) not in ("0", "1", "2", "3", "4", "all"):
             raise FewShotError(f"--fewclue-fold {self.fewclue_fold!r}: use 0, 1, 2, 3, 4 or all")
         if self.pattern is not None and self.prompt_length is not None:

@@ -15,7 +15,9 @@ from typing import Optional
 from few_shot import datasets
 from few_shot.errors import FewShotError
 from few_shot.pattern import Pattern, row_fields
-from few_shot.run_folder import Interrupted, RunFolder, check_output, check_resume, interruptible, signals_ignored
+from few_shot.run_folder import (Interrupted, RunFolder, WorkerLost, backup_folder, check_output, check_resume,
+                                 check_worker_resume, cluster_task, interruptible, is_chief_task, remove_run_files,
+                                 signals_ignored)
 from few_shot.verbalizers import make_verbalizer
 
 BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "zh-bert-mini")
@@ -45,7 +47,10 @@ def prepare(config):
         raise FewShotError(f"zero-shot pattern {pattern.template!r} has soft-prompt slots, which are untrained; "
                            f"write the prompt in words, e.g. --pattern '[MASK]满意。{{text}}'")
     resumed = None
-    if config.resume:
+    multiworker = config.strategy == "multiworker"
+    if config.resume and multiworker and not is_chief_task(cluster_task() or ("worker", 0)):
+        check_worker_resume(config.output, multiworker)  # the run folder may live on the chief's host only
+    elif config.resume:
         resumed = check_resume(config.output, {**dataclasses.asdict(config), "pattern": pattern.template})
     elif config.output:
         check_output(config.output, config.overwrite)
@@ -171,8 +176,12 @@ def run_training(config, inputs=None):
             print(f"resuming {output} after epoch {len(logger.epochs)}")
         callbacks += [keras.callbacks.CSVLogger(os.path.join(output, "log.csv"), append=config.resume),
                       keras.callbacks.TensorBoard(os.path.join(output, "tensorboard"), write_graph=False)]
-        if config.strategy != "multiworker":  # Keras 3's BackupAndRestore knows no worker roles
-            callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(output, "backup")))
+    multiworker = config.strategy == "multiworker"
+    if output or multiworker:  # every worker of a cluster backs up, each into its own folder
+        backup = backup_folder(output or config.output, multiworker)
+        if not config.resume and multiworker and not output:  # a previous run's backup must not be restored
+            remove_run_files(os.path.dirname(backup), [os.path.basename(backup)])
+        callbacks.append(keras.callbacks.BackupAndRestore(backup))
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping("valid_acc", patience=config.early_stopping, mode="max",
                                                        verbose=1))
@@ -201,13 +210,19 @@ def run_training(config, inputs=None):
                 logger.write()
                 where = f"no epoch had finished; {output} holds metrics.json only"
         raise Interrupted(stop.signum, f"interrupted during epoch {len(logger.epochs) + 1}: {where}") from None
-    except BaseException:
+    except BaseException as error:
         if folder is not None:
             if logger.epochs:  # keep what the finished epochs measured, marked as failed
                 logger.status = "failed"
                 logger.write()
             else:
                 folder.discard_if_empty()
+        if multiworker and lost_worker(error):
+            cause = next((line.strip() for line in str(error).splitlines() if "aborted" in line.lower()),
+                         type(error).__name__)
+            raise WorkerLost(f"a worker of the cluster was lost during epoch {len(logger.epochs) + 1} ({cause[:160]}); "
+                             f"restart every worker with --resume --output {config.output}: each restores the "
+                             f"last finished epoch from its backup") from None
         raise
     logger.status = "completed"
     save_run(model, logger, mlm, output)
@@ -216,9 +231,19 @@ def run_training(config, inputs=None):
         if os.path.exists(os.path.join(output, BEST_WEIGHTS)):  # model.keras holds them now
             os.remove(os.path.join(output, BEST_WEIGHTS))
     best = logger.best
-    print(f"best epoch {best['best_epoch']}: valid_acc {best['best_valid_acc']:.4f}, "
-          f"test_acc {best['test_acc_at_best']:.4f}; saved to {output or '(not the chief worker: nothing)'}")
+    if output:
+        print(f"best epoch {best['best_epoch']}: valid_acc {best['best_valid_acc']:.4f}, "
+              f"test_acc {best['test_acc_at_best']:.4f}; saved to {output}")
+    else:
+        print(f"done; the chief worker saves the run to {config.output}")
     return logger.metrics()
+
+
+def lost_worker(error):
+    """Did the collectives of a multi-worker step abort because a peer went away?"""
+    import tensorflow as tf
+    return isinstance(error, (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+                              tf.errors.DeadlineExceededError))
 
 
 def save_run(model, logger, mlm, output):

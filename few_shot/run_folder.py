@@ -5,6 +5,8 @@ default folder is new for every run (two runs started in the same second get two
 run that fails before writing anything removes only the folder it created itself.
 """
 import contextlib
+import glob
+import json
 import os
 import shutil
 import signal
@@ -14,7 +16,51 @@ from few_shot.errors import FewShotError
 
 # Everything a training run writes into its folder; --overwrite removes these and nothing else.
 RUN_FILES = ("metrics.json", "model.keras", "prompt.safetensors", "vocab.txt", "log.csv", "curves.png",
-             "tensorboard", "backup", "best_weights.npz", "best_weights.npz.tmp", "metrics.json.tmp")
+             "tensorboard", "backup", "backup-worker-*", "best_weights.npz", "best_weights.npz.tmp",
+             "metrics.json.tmp")
+
+
+def cluster_task():
+    """(type, index) of this process in TF_CONFIG, read without TensorFlow; None outside a cluster."""
+    try:
+        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
+    except (ValueError, AttributeError):
+        raise FewShotError("TF_CONFIG is not a JSON object; set it as in the README, 'Several GPUs, several "
+                           "machines'") from None
+    return (task.get("type", "worker"), int(task.get("index", 0))) if task else None
+
+
+def backup_folder(output, multiworker):
+    """Where keras BackupAndRestore keeps the last finished epoch. Keras 3's callback knows no worker
+    roles, so under MultiWorkerMirroredStrategy every worker keeps its own copy of the (synchronised)
+    state: the chief in OUTPUT/backup, worker i in OUTPUT/backup-worker-i (on its own host, or beside
+    the chief's on a shared disk); a restarted cluster restores each worker from its own."""
+    task = cluster_task() if multiworker else None
+    if task is None or is_chief_task(task):
+        return os.path.join(output, "backup")
+    return os.path.join(output, f"backup-{task[0]}-{task[1]}")
+
+
+def is_chief_task(task):
+    """Worker 0 (or the task of type chief) writes the run folder (as training.is_chief)."""
+    return task[0] == "chief" or (task[0] == "worker" and task[1] == 0)
+
+
+def check_worker_resume(output, multiworker):
+    """--resume on a worker that does not write the run: its own backup must be there."""
+    folder = backup_folder(output, multiworker)
+    if not os.path.isfile(os.path.join(folder, "training_metadata.json")):
+        raise FewShotError(f"--resume: {folder} holds no backup of this worker; restart every worker of the "
+                           f"cluster without --resume (and with --overwrite)")
+
+
+class WorkerLost(Exception):
+    """A multi-worker run lost a worker (killed, host down): the collectives abort on every other
+    worker. The CLI prints `message` and exits with status 1."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
 
 
 def check_resume(path, config_fields):
@@ -104,12 +150,14 @@ class RunFolder:
 
 
 def remove_run_files(folder, files):
-    for name in files:
-        path = os.path.join(folder, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.remove(path)
+    for pattern in files:
+        for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
+            # tolerant of a file gone meanwhile: another worker of the cluster may clear its backup too
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
 
 
 class Interrupted(Exception):

@@ -128,3 +128,22 @@ def test_library_errors_are_few_shot_errors():
         with pytest.raises(FewShotError) as e:
             make()
         assert "\n" not in str(e.value)
+
+
+def test_multiworker_needs_output_and_each_worker_its_backup(tmp_path, no_tensorflow, monkeypatch):
+    result = run("few_shot_ptuning.py", [*QUICK, "--strategy", "multiworker"], cwd=tmp_path, pythonpath=no_tensorflow)
+    assert_one_line(result, ["--strategy multiworker needs --output"])
+    assert not (tmp_path / "runs").exists()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
+                                    '"task": {"type": "worker", "index": 1}}')
+    result = run("few_shot_ptuning.py", [*QUICK, "--strategy", "multiworker", "--resume", "--output", str(out)],
+                 cwd=tmp_path, pythonpath=no_tensorflow)
+    assert_one_line(result, [str(out / "backup-worker-1"), "no backup of this worker"])
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    result = run("few_shot_ptuning.py", [*QUICK, "--strategy", "multiworker", "--resume", "--output", str(out)],
+                 cwd=tmp_path, pythonpath=no_tensorflow)
+    assert_one_line(result, ["TF_CONFIG is not a JSON object"])
+    assert sorted(os.listdir(out)) == ["notes.txt"]

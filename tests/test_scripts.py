@@ -5,6 +5,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -107,20 +108,61 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_multiworker_two_workers_on_loopback(tmp_path):
-    """MultiWorkerMirroredStrategy with 2 workers on 127.0.0.1; worker 0 writes the run."""
+def start_workers(*args):
+    """Two MultiWorkerMirroredStrategy workers of few_shot_ptuning.py on 127.0.0.1 (fresh ports)."""
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     procs = []
     for index in range(2):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen(
-            [sys.executable, "few_shot_ptuning.py", *QUICK, "--epochs", "1", "--strategy", "multiworker",
-             "--output", str(tmp_path / "mw")], cwd=REPO, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True))
+        procs.append(subprocess.Popen([sys.executable, "few_shot_ptuning.py", *args, "--strategy", "multiworker"],
+                                      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def test_multiworker_two_workers_on_loopback(tmp_path):
+    """MultiWorkerMirroredStrategy with 2 workers on 127.0.0.1; worker 0 writes the run."""
+    procs = start_workers(*QUICK, "--epochs", "1", "--output", str(tmp_path / "mw"))
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, out[-2000:] + err[-3000:]
     assert "MultiWorkerMirroredStrategy with 2 replica(s)" in outs[0][0]
     assert len(LINE.findall(outs[0][0])) == 1 and len(LINE.findall(outs[1][0])) == 1
     assert (tmp_path / "mw" / "metrics.json").exists() and (tmp_path / "mw" / "model.keras").exists()
+
+
+def test_multiworker_worker_killed_then_cluster_resumed(tmp_path):
+    """TensorFlow's fault-tolerance recipe: worker 1 is killed (SIGKILL) during epoch 2; worker 0
+    stops with one line and status 1; both restarted with --resume restore epoch 1 from their own
+    BackupAndRestore folders and finish epochs 2 and 3."""
+    out = tmp_path / "mw"
+    args = [*QUICK, "--epochs", "3", "--passes-per-epoch", "60", "--output", str(out)]
+    chief, worker = start_workers(*args)
+    seen = []
+    for line in chief.stdout:  # Keras prints "Epoch 2/3" when epoch 2 begins (epoch 1's backups are written)
+        seen.append(line)
+        if line.startswith("Epoch 2/3"):
+            break
+    assert any(LINE.match(line) for line in seen), "".join(seen)
+    time.sleep(1.0)  # into epoch 2 (60 steps, several seconds)
+    worker.kill()
+    worker.wait(timeout=60)
+    rest, err = chief.communicate(timeout=300)
+    assert chief.returncode == 1, "".join(seen) + rest + err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
+    assert "worker of the cluster was lost during epoch 2" in errors[0] and "--resume" in errors[0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and [e["epoch"] for e in metrics["epochs"]] == [1]
+    assert (out / "backup").is_dir() and (out / "backup-worker-1").is_dir()
+
+    procs = start_workers(*args, "--resume")
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (stdout, stderr) in zip(procs, outs):
+        assert p.returncode == 0, stdout[-2000:] + stderr[-3000:]
+        assert [int(n) for n in LINE.findall(stdout)] == [2, 3], stdout  # epoch 1 restored, not redone
+    assert "resuming" in outs[0][0] and "after epoch 1" in outs[0][0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert (out / "model.keras").exists()
+    assert not (out / "backup").exists() and not (out / "backup-worker-1").exists()  # removed when done
