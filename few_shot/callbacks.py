@@ -100,6 +100,16 @@ class EpochLogger(keras.callbacks.Callback):
             os.replace(path + ".tmp", path)
 
 
+class CSVLog(keras.callbacks.CSVLogger):
+    """keras' CSVLogger with the columns the logs have: keras adds a `val_` twin of every column (all
+    NA) when `fit` has no validation_data, and our valid/test accuracies come from EpochLogger."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None and logs:
+            self.keys = sorted(logs)
+        super().on_epoch_end(epoch, logs)
+
+
 class ProgressLine(keras.callbacks.Callback):
     """When stdout is not a terminal (CI, nohup, a scheduler's log): a line every `seconds` (and at
     the first step), so a long epoch shows it is alive. On a terminal Keras' own bar does this."""

@@ -6,6 +6,7 @@ so a bad argument or data file costs no model load and writes nothing.
          -> fit (EpochLogger: Scorer on valid and test each epoch) -> run folder
 """
 import dataclasses
+import gc
 import json
 import os
 import shutil
@@ -122,7 +123,7 @@ def run_training(config, inputs=None):
     import numpy as np
 
     from few_shot import compat, semi
-    from few_shot.callbacks import BEST_WEIGHTS, EpochLogger, ProgressLine, load_arrays, plot_curves
+    from few_shot.callbacks import BEST_WEIGHTS, CSVLog, EpochLogger, ProgressLine, load_arrays, plot_curves
     from few_shot.methods import build_model
     from few_shot.ptuning import count_params
     from few_shot.training import Scorer, is_chief, make_strategy, training_dataset
@@ -174,7 +175,7 @@ def run_training(config, inputs=None):
             best = os.path.join(output, BEST_WEIGHTS)
             logger.resume(inputs.resumed, load_arrays(best) if os.path.isfile(best) else None)
             print(f"resuming {output} after epoch {len(logger.epochs)}")
-        callbacks += [keras.callbacks.CSVLogger(os.path.join(output, "log.csv"), append=config.resume),
+        callbacks += [CSVLog(os.path.join(output, "log.csv"), append=config.resume),
                       keras.callbacks.TensorBoard(os.path.join(output, "tensorboard"), write_graph=False)]
     multiworker = config.strategy == "multiworker"
     if output or multiworker:  # every worker of a cluster backs up, each into its own folder
@@ -195,6 +196,9 @@ def run_training(config, inputs=None):
     data = (training_dataset(train_set, config.batch_size, config.seed) if unlabeled_set is None else
             semi.semi_training_dataset(train_set, unlabeled_set, config.batch_size,
                                        config.unlabeled_batch_size or config.batch_size, config.seed))
+    # an earlier fit's tf.data generator pipeline in this process (experiment scripts run many) lingers
+    # until collected; a fit after it often ran on one core of two (README, Speed)
+    gc.collect()
     try:
         with interruptible():
             trainer.fit(data, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks, shuffle=False,

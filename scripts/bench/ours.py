@@ -2,6 +2,7 @@
 scripts run it; XLA and Keras int8 as references), the Keras full-logits reference, train steps, one
 epoch as run_training runs it, and thread settings. Models come from few_shot.methods.build_model and
 are scored by few_shot.training.Scorer: no second copy of either."""
+import gc
 import time
 
 import numpy as np
@@ -185,6 +186,7 @@ def stage_epoch(bench, strategy=None):
     from few_shot.training import Scorer, make_strategy, training_batches, training_dataset
     s = bench.settings
     threads = setup_tf_threads(s["threads"])
+    variant = "ours" if strategy is None else f"ours_{strategy}"
     with MemoryMeter() as memory:
         from few_shot.config import RunConfig
         strategy = make_strategy(strategy or RunConfig().strategy)
@@ -198,6 +200,7 @@ def stage_epoch(bench, strategy=None):
         valid, test = bench.valid_set, bench.test_set
         with Clock() as trace_train:  # traces the train function (tf.data: unknown lengths, one trace)
             model.fit(dataset, epochs=1, steps_per_epoch=1, shuffle=False, verbose=0)
+            gc.collect()  # that fit's generator pipeline, left to linger, can cost the next fit a core
         with Clock() as trace_eval:  # traces Scorer's function: its first two batches
             for idx in scorer.batches(valid)[:2]:
                 scorer.fn(valid.batch(idx)[0])
@@ -216,8 +219,8 @@ def stage_epoch(bench, strategy=None):
             flops.eval_flops(bench.shape, eval_shapes, len(valid) + len(test), masks, False, labels))
     clocks = dict(warm_train=trace_train, warm_eval=trace_eval, train=train, valid=eval_valid, test=eval_test,
                   epoch=epoch)
-    return epoch_record("ours" if strategy is None else f"ours_{strategy}", bench, cfg.passes_per_epoch, clocks, memory.result(), train_shapes, eval_shapes,
-                        work, loss=float(history.history["loss"][-1]), valid_acc=valid_acc, test_acc=test_acc,
+    return epoch_record(variant, bench, cfg.passes_per_epoch, clocks, memory.result(), train_shapes, eval_shapes, work,
+                        loss=float(history.history["loss"][-1]), valid_acc=valid_acc, test_acc=test_acc,
                         threads=threads, strategy=type(strategy).__name__)
 
 
