@@ -196,8 +196,8 @@ def run_training(config, inputs=None):
     data = (training_dataset(train_set, config.batch_size, config.seed) if unlabeled_set is None else
             semi.semi_training_dataset(train_set, unlabeled_set, config.batch_size,
                                        config.unlabeled_batch_size or config.batch_size, config.seed))
-    # an earlier fit's tf.data generator pipeline in this process (experiment scripts run many) lingers
-    # until collected; a fit after it often ran on one core of two (README, Speed)
+    # an earlier run's tf.data generator pipeline in this process (the experiment scripts run many)
+    # lingers until collected: let it go before this run's starts (README, Speed)
     gc.collect()
     try:
         with interruptible():
