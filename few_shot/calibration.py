@@ -59,9 +59,6 @@ class CalibratedScorer:
             self._weights_key = key
         return self._reference
 
-    def batches(self, data):
-        return self.scorer.batches(data)
-
     def scores(self, data, progress=None):
         probs = calibrate(probabilities(self.scorer.scores(data, progress)), self.reference())
         return np.log(np.maximum(probs, 1e-30)).astype("float32")

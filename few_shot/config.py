@@ -31,6 +31,11 @@ HEADS = ("mask", "cls")            # deep prompts: label words at [MASK], or a l
 CALIBRATIONS = ("content-free", "unlabeled")
 
 
+def steps_per_epoch(train_rows, passes, batch_size):
+    """A training epoch: `passes` over the labelled rows in batches (the last one may be short)."""
+    return max(1, -(-train_rows * passes // batch_size))
+
+
 @dataclasses.dataclass
 class RunConfig:
     method: str = "ptuning"

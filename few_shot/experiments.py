@@ -1,4 +1,5 @@
-"""What the experiment scripts (scripts/fewshot_curve.py, tnews.py, ablations.py) share: one run =
+"""What the experiment scripts (scripts/fewshot_curve.py, tnews.py, ablations.py, fewclue.py,
+methods_table.py) share: one run =
 the main scripts' own code (run.run_training / run.zero_shot) on a RunConfig, so every default
 matches; runs live in OUTPUT/runs/<name>/ and a finished run is read back instead of redone."""
 import contextlib
@@ -105,6 +106,16 @@ def mean_std(values):
 def format_mean_std(mean, std, n):
     """'0.5717 ± 0.0123' over several runs; one run: its value alone (its std would say nothing)."""
     return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
+
+
+def write_report(output, stem, data, lines):
+    """OUTPUT/<stem>.json (`data`) and OUTPUT/<stem>.md (the markdown `lines`); prints the lines after
+    the title and its description (the tables)."""
+    with open(os.path.join(output, f"{stem}.json"), "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+    with open(os.path.join(output, f"{stem}.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines[4:]))
 
 
 def check_output(output, config):

@@ -50,7 +50,7 @@ def prepare(config):
     resumed = None
     multiworker = config.strategy == "multiworker"
     if config.resume and multiworker and not is_chief_task(cluster_task() or ("worker", 0)):
-        check_worker_resume(config.output, multiworker)  # the run folder may live on the chief's host only
+        check_worker_resume(config.output)  # the run folder may live on the chief's host only
     elif config.resume:
         resumed = check_resume(config.output, {**dataclasses.asdict(config), "pattern": pattern.template})
     elif config.output:
@@ -93,7 +93,8 @@ def check_pattern_fits(config, pattern, verbalizer):
         path = os.path.join(folder, name)
         if os.path.isfile(path):
             tokenizer = Tokenizer(path)
-            compiled = pattern.compile(tokenizer, len(verbalizer.token_ids(tokenizer)[0]))
+            # the longest label word sets the [MASK] slots, as in PromptPreprocessor
+            compiled = pattern.compile(tokenizer, max(len(ids) for ids in verbalizer.token_ids(tokenizer)))
             budget = config.maxlen - pattern.fixed_length(compiled)
             if budget < len(pattern.fields):
                 raise FewShotError(f"maxlen={config.maxlen} is too short for pattern {pattern.template!r}; use "
@@ -126,12 +127,14 @@ def run_training(config, inputs=None):
     from few_shot.callbacks import BEST_WEIGHTS, CSVLog, EpochLogger, ProgressLine, load_arrays, plot_curves
     from few_shot.methods import build_model
     from few_shot.ptuning import count_params
+    from few_shot.config import steps_per_epoch
     from few_shot.training import Scorer, is_chief, make_strategy, training_dataset
 
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy)
+    multiworker = config.strategy == "multiworker"
     print(f"model: {describe_model(config.model)}")
-    kind = "MultiWorkerMirroredStrategy" if config.strategy == "multiworker" else type(strategy).__name__
+    kind = "MultiWorkerMirroredStrategy" if multiworker else type(strategy).__name__
     print(f"strategy: {kind} with {strategy.num_replicas_in_sync} replica(s)")
     with strategy.scope():
         mlm, preprocessor = load_preprocessor(inputs)
@@ -168,7 +171,7 @@ def run_training(config, inputs=None):
     from few_shot.calibration import calibrated
     logger = EpochLogger(calibrated(Scorer(model, config.eval_batch_size), config, preprocessor, inputs.train),
                          valid_set, test_set, output, summary, labels=preprocessor.labels)
-    steps = max(1, -(-len(inputs.train) * config.passes_per_epoch // config.batch_size))
+    steps = steps_per_epoch(len(inputs.train), config.passes_per_epoch, config.batch_size)
     callbacks = [logger]  # first: it adds valid_acc / test_acc to the logs the others read
     if output:
         if inputs.resumed is not None:
@@ -177,7 +180,6 @@ def run_training(config, inputs=None):
             print(f"resuming {output} after epoch {len(logger.epochs)}")
         callbacks += [CSVLog(os.path.join(output, "log.csv"), append=config.resume),
                       keras.callbacks.TensorBoard(os.path.join(output, "tensorboard"), write_graph=False)]
-    multiworker = config.strategy == "multiworker"
     if output or multiworker:  # every worker of a cluster backs up, each into its own folder
         backup = backup_folder(output or config.output, multiworker)
         if not config.resume and multiworker and not output:  # a previous run's backup must not be restored
@@ -188,7 +190,7 @@ def run_training(config, inputs=None):
                                                        verbose=1))
     if not sys.stdout.isatty():
         callbacks.append(ProgressLine(steps, config.progress_seconds))
-    if config.strategy == "multiworker":
+    if multiworker:
         batch_inputs, labels = train_set.batch(np.arange(min(len(train_set), 2)))
         if unlabeled_set is not None:
             batch_inputs.update(unlabeled_set.batch(np.arange(min(len(unlabeled_set), 2)))[0])

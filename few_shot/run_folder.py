@@ -15,8 +15,8 @@ import time
 from few_shot.errors import FewShotError
 
 # Everything a training run writes into its folder; --overwrite removes these and nothing else.
-RUN_FILES = ("metrics.json", "model.keras", "prompt.safetensors", "vocab.txt", "log.csv", "curves.png",
-             "tensorboard", "backup", "backup-worker-*", "best_weights.npz", "best_weights.npz.tmp",
+RUN_FILES = ("metrics.json", "model.keras", "prompt.safetensors", "lora.safetensors", "vocab.txt", "log.csv",
+             "curves.png", "tensorboard", "backup", "backup-worker-*", "best_weights.npz", "best_weights.npz.tmp",
              "metrics.json.tmp")
 
 
@@ -42,13 +42,13 @@ def backup_folder(output, multiworker):
 
 
 def is_chief_task(task):
-    """Worker 0 (or the task of type chief) writes the run folder (as training.is_chief)."""
+    """Worker 0 (or the task of type chief) writes the run folder."""
     return task[0] == "chief" or (task[0] == "worker" and task[1] == 0)
 
 
-def check_worker_resume(output, multiworker):
-    """--resume on a worker that does not write the run: its own backup must be there."""
-    folder = backup_folder(output, multiworker)
+def check_worker_resume(output):
+    """--resume on a worker of a cluster that does not write the run: its own backup must be there."""
+    folder = backup_folder(output, multiworker=True)
     if not os.path.isfile(os.path.join(folder, "training_metadata.json")):
         raise FewShotError(f"--resume: {folder} holds no backup of this worker; restart every worker of the "
                            f"cluster without --resume (and with --overwrite)")
@@ -65,7 +65,6 @@ class WorkerLost(Exception):
 
 def check_resume(path, config_fields):
     """--resume: `path` holds an unfinished run of the same options -> its metrics.json dict."""
-    import json
     metrics_path = os.path.join(path, "metrics.json")
     if not os.path.isfile(metrics_path):
         raise FewShotError(f"--resume: {path} holds no metrics.json of a run; start it without --resume")

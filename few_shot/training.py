@@ -93,6 +93,6 @@ def make_strategy(kind="mirrored"):
 
 def is_chief(strategy):
     """Multi-worker runs write files from worker 0 only."""
+    from few_shot.run_folder import is_chief_task
     resolver = getattr(strategy, "cluster_resolver", None)
-    return resolver is None or not resolver.task_type or (resolver.task_type in ("chief", "worker")
-                                                          and resolver.task_id == 0)
+    return resolver is None or not resolver.task_type or is_chief_task((resolver.task_type, resolver.task_id))

@@ -65,7 +65,8 @@ def main(argv=None):
     from few_shot.errors import FewShotError
     from few_shot.config import INITS
     from few_shot.experiments import (base_config, check_all, check_output, classical_reference, format_mean_std,
-                                      mean_std, options_of, parse_list, progress, run_one, test_acc, valid_acc)
+                                      mean_std, options_of, parse_list, progress, run_one, test_acc, valid_acc,
+                                      write_report)
 
     with user_errors():
         inits = parse_list(args.inits, "--inits")
@@ -125,9 +126,6 @@ def main(argv=None):
                             "test_acc_mean": mean, "test_acc_std": std, "valid_acc_mean": vmean,
                             "valid_acc_std": vstd, "best_epochs": [r["best_epoch"] for r in rs],
                             "runs": [r["run"] for r in rs]})
-        with open(os.path.join(args.output, "ablations.json"), "w", encoding="utf-8") as f:
-            json.dump({"options": options, "seeds": args.seeds, "summary": summary,
-                       "runs": list(results.values())}, f, indent=2, ensure_ascii=False)
         train_rows = sorted({r["train_rows"] for r in results.values()})
         lines = ["# P-tuning ablations", "",
                  f"Model {base.model or 'models/zh-bert-mini'}, data {os.path.relpath(base.data)}, "
@@ -140,9 +138,8 @@ def main(argv=None):
             lines.append(f"| {s['group']} | {s['setting']} | {s['trainable_params']:,} | "
                          f"{format_mean_std(s['test_acc_mean'], s['test_acc_std'], s['n'])} | "
                          f"{format_mean_std(s['valid_acc_mean'], s['valid_acc_std'], s['n'])} | {s['n']} |")
-        with open(os.path.join(args.output, "ablations.md"), "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        print("\n".join(lines[4:]))
+        write_report(args.output, "ablations", {"options": options, "seeds": args.seeds, "summary": summary,
+                                                "runs": list(results.values())}, lines)
         print(f"trained {trained} new run(s), reused {len(jobs) - trained}; wrote "
               f"{os.path.join(args.output, 'ablations.md')} and ablations.json")
 

@@ -116,7 +116,7 @@ def main(argv=None):
     from few_shot.cli import user_errors
     from few_shot.errors import FewShotError
     from few_shot.experiments import (base_config, check_all, check_output, classical_reference, options_of,
-                                      parse_list, progress, run_one, test_acc, valid_acc)
+                                      parse_list, progress, run_one, test_acc, valid_acc, write_report)
 
     with user_errors():
         tasks = pick_tasks(args.tasks, args.data_root)
@@ -165,10 +165,6 @@ def main(argv=None):
 
         summary = summarise(runs, tasks, methods, "folds")
         few_all = summarise(runs, tasks, methods, "all") if args.few_all else []
-        with open(os.path.join(args.output, "results.json"), "w", encoding="utf-8") as f:
-            json.dump({"options": options, "tasks": tasks, "methods": methods, "folds": folds,
-                       "few_all": args.few_all, "summary": summary + few_all, "runs": runs}, f, indent=2,
-                      ensure_ascii=False)
         test_rows = f"the first {base.max_test} rows of test_public" if base.max_test else "test_public"
         lines = ["# FewCLUE", "",
                  f"Model {base.model or 'models/zh-bert-mini'}; test accuracy (%) on {test_rows}, the epoch chosen on "
@@ -181,9 +177,9 @@ def main(argv=None):
                   ""] + table(summary, tasks, "valid")
         if few_all:
             lines += ["", "train_few_all / dev_few_all:", ""] + table(few_all, tasks)
-        with open(os.path.join(args.output, "results.md"), "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        print("\n".join(lines[4:]))
+        write_report(args.output, "results", {"options": options, "tasks": tasks, "methods": methods, "folds": folds,
+                                              "few_all": args.few_all, "summary": summary + few_all, "runs": runs},
+                     lines)
         print(f"wrote {os.path.join(args.output, 'results.md')} and results.json")
 
 

@@ -130,7 +130,8 @@ def main(argv=None):
     from few_shot.cli import user_errors
     from few_shot.errors import FewShotError
     from few_shot.experiments import (base_config, check_all, check_output, classical_reference, format_mean_std,
-                                      mean_std, options_of, progress, run_one, test_acc, valid_acc)
+                                      mean_std, options_of, progress, run_one, test_acc, valid_acc,
+                                      write_report)
 
     with user_errors():
         if args.seeds < 1 or args.ensemble_size < 1 or args.speed_steps < 1:
@@ -148,7 +149,9 @@ def main(argv=None):
                 fewclue[f"tnews-{key}"] = tn.replace(**ROWS[key][1])
         check_all([c for _, _, c in jobs.values()] + list(fewclue.values()))
         options = options_of(base)
-        check_output(args.output, {"options": options, "fewclue": args.fewclue})
+        # ensemble.json and speed.json are reused by a rerun: the settings they depend on must not change
+        check_output(args.output, {"options": options, "fewclue": args.fewclue, "ensemble_size": args.ensemble_size,
+                                   "speed_steps": args.speed_steps})
         runs_dir = os.path.join(args.output, "runs")
 
         results, trained = {}, 0
@@ -181,7 +184,8 @@ def main(argv=None):
             with open(ens_path, "w", encoding="utf-8") as f:
                 json.dump(ensemble, f, indent=2)
 
-        refs = [classical_reference(base.replace(method="finetune", seed=s)) for s in range(1, args.seeds + 1)]
+        # the reference trains on the first rows (no --k here) with a deterministic solver: one fit serves every seed
+        refs = [classical_reference(base.replace(method="finetune", seed=1))] * args.seeds
         table = []
 
         def row(key, label, names, params, saved, rate, valid_list, test_list, note=""):
@@ -234,13 +238,8 @@ def main(argv=None):
                 share = m.get("test_predicted_share") or {}
                 lines.append(f"| {config.calibrate or 'none'} | {m['valid_acc']:.4f} | {m['test_acc']:.4f} | "
                              f"{sum(v > 0 for v in share.values())} | {max(share.values(), default=0):.0%} |")
-        with open(os.path.join(args.output, "methods.json"), "w", encoding="utf-8") as f:
-            json.dump({"options": options, "table": table, "ensemble": ensemble, "speed": speed,
-                       "fewclue": {n: results[n] for n in fewclue}, "zero_shot": first}, f, indent=2,
-                      ensure_ascii=False)
-        with open(os.path.join(args.output, "methods.md"), "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        print("\n".join(lines[4:]))
+        write_report(args.output, "methods", {"options": options, "table": table, "ensemble": ensemble, "speed": speed,
+                                              "fewclue": {n: results[n] for n in fewclue}, "zero_shot": first}, lines)
         print(f"trained {trained} new run(s); wrote {os.path.join(args.output, 'methods.md')} and methods.json")
 
 

@@ -31,6 +31,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser():
+    from few_shot.cli import positive_float
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--corpus", nargs="+", required=True, metavar="FILE",
@@ -77,7 +78,7 @@ def build_parser():
     o.add_argument("--probe-limit", type=int, metavar="N", help="use only the first N probe rows")
     o.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar on a terminal: status lines instead, as when the output is not a terminal")
-    o.add_argument("--progress-every", dest="progress_seconds", type=float, default=60.0, metavar="SECONDS",
+    o.add_argument("--progress-every", dest="progress_seconds", type=positive_float, default=60.0, metavar="SECONDS",
                    help="without a progress bar (--no-progress, or stdout not a terminal: CI, nohup), print a "
                         "status line (step/total, loss, tokens/s, elapsed, ETA) this often")
     return p

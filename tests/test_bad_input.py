@@ -64,6 +64,9 @@ CASES = [
     ("few_shot_ptuning.py", ["--pattern", "[MASK]{tekst}"], ["{tekst} is not a field"]),
     ("few_shot_ptuning.py", ["--pattern", "满意。{text}"], ["no [MASK]"]),
     ("few_shot_ptuning.py", ["--maxlen", "5"], ["maxlen=5 is too short"]),
+    # label words of different lengths: the longest sets the [MASK] slots, so maxlen must fit it
+    ("few_shot_ptuning.py", ["--verbalizer", '{"@per_length": {"0": "不", "1": "很好很好很好很好很好很好"}}', "--maxlen", "20"],
+     ["maxlen=20 is too short"]),
     ("few_shot_ptuning.py", ["--data", "{file}"], ["is a file", "folder"]),
     ("few_shot_ptuning.py", ["--data", "no_such_data_dir"], ["no_such_data_dir", "no such folder"]),
     ("few_shot_ptuning.py", ["--semi", "--mlm-weight", "0"], ["--mlm-weight"]),

@@ -59,10 +59,10 @@ class _Trainer(keras.callbacks.Callback):
             r.t_first_end = now
         r.t_last_end, r.pause_at_last_end = now, r.pause_s
         r.steps_done = step - r.start_step
-        tokens_per_s = r.tokens_per_second()
         if self.bar is not None:
             smooth = float(np.mean(r.losses[-20:]))
-            self.bar.set_postfix_str(f"loss={loss:.3f} (avg20 {smooth:.3f}) tok/s={tokens_per_s:,.0f}", refresh=False)
+            self.bar.set_postfix_str(f"loss={loss:.3f} (avg20 {smooth:.3f}) tok/s={r.tokens_per_second():,.0f}",
+                                     refresh=False)
             self.bar.update(1)
         elif self.last_line is None or now - self.last_line >= r.config.progress_seconds:
             self.last_line = now  # the first step prints, then one line every progress_seconds

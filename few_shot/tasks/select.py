@@ -55,9 +55,9 @@ def main(argv=None):
             print(f"{name}\tdev_{args.fold} ({len(dev)})\t{acc:.4f}\t{pattern}", flush=True)
         if name in LENGTH_TASKS:  # the two ways of scoring label words of different lengths, same pattern
             fixed_words = sys.modules[f"few_shot.tasks.{name}"].FIXED_WORDS
-            for pattern in task.zero_shot_patterns:
+            for pattern, measured in zip(task.zero_shot_patterns, out["zero_shot"]):
                 fixed = zero_shot_accuracy(mlm, pattern, fixed_words, dev, args.maxlen)
-                per_length = zero_shot_accuracy(mlm, pattern, task.verbalizer, dev, args.maxlen)
+                per_length = measured["dev_acc"]  # the task's own verbalizer: measured above
                 out.setdefault("label_words", []).append({"pattern": pattern, "fixed_2_chars": fixed,
                                                           "per_length_normalised": per_length})
                 print(f"{name}\tlabel words on dev_{args.fold}, {pattern}: fixed two characters {fixed:.4f}, full "

@@ -170,11 +170,6 @@ def train_record(clocks, shapes, batch_size, memory, **extra):
             "samples_per_cpu_s": samples / cpu, "memory": memory, **extra}
 
 
-def epoch_steps(train_rows, passes, batch_size):
-    """run_training's steps per epoch."""
-    return max(1, -(-train_rows * passes // batch_size))
-
-
 def stage_epoch(bench, strategy=None):
     """One p-tuning epoch as run.run_training runs it: the model built and compiled in the strategy's scope
     (default: RunConfig's, MirroredStrategy; "none": TensorFlow's default strategy), fit on
@@ -194,7 +189,8 @@ def stage_epoch(bench, strategy=None):
             mlm = load_mlm(bench.model_dir)
             model, cfg = build_ours("ptuning", bench, mlm)
             model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=model.loss_function())
-        steps = epoch_steps(len(bench.train_set), cfg.passes_per_epoch, cfg.batch_size)
+        from few_shot.config import steps_per_epoch
+        steps = steps_per_epoch(len(bench.train_set), cfg.passes_per_epoch, cfg.batch_size)
         dataset = training_dataset(bench.train_set, cfg.batch_size, cfg.seed)
         scorer = Scorer(model, cfg.eval_batch_size)
         valid, test = bench.valid_set, bench.test_set

@@ -12,10 +12,12 @@
 """
 import numpy as np
 
+from few_shot.config import steps_per_epoch
+
 from bench import flops
 from bench.common import (BASE_CONFIG, Clock, MemoryMeter, eval_record, label_scores_at_mask, setup_torch_threads,
                           timed_passes)
-from bench.ours import epoch_record, epoch_steps, shapes_of, train_record
+from bench.ours import epoch_record, shapes_of, train_record
 
 
 def stage_make_base(folder, vocab_path, seed):
@@ -185,7 +187,7 @@ def stage_epoch_seed(bench, batch_size=32):
     threads = setup_torch_threads(s["threads"])
     rng = np.random.default_rng(s["seed"])
     valid, test = bench.valid_set, bench.test_set
-    steps = epoch_steps(len(bench.train_set), s["passes"], batch_size)
+    steps = steps_per_epoch(len(bench.train_set), s["passes"], batch_size)
     with MemoryMeter() as memory:
         model = load_seed(bench)
         optimizer = seed_optimizer(model)
