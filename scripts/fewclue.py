@@ -58,8 +58,9 @@ def pick_tasks(spec, root):
             raise FewShotError(f"--data-root {root}: no FewCLUE task folder ({', '.join(TASK_NAMES)}) in it")
         return names
     names = parse_list(spec, "--tasks")
-    for name in names:
+    for name in names:  # every name first: a misspelt task is the error to report, whatever the data
         get_task(name)
+    for name in names:
         if not os.path.isdir(os.path.join(root, name)):
             raise FewShotError(f"--tasks {name}: no folder {os.path.join(root, name)}; pass --data-root with a {name} "
                                f"folder (train_<i>.json, dev_<i>.json, test_public.json)")
