@@ -9,7 +9,7 @@
 """
 import argparse
 
-from few_shot.cli import Parser, add_run_args, config_from_args, non_negative_int, run_command, user_errors
+from few_shot.cli import Parser, add_run_args, config_from_args, run_command
 from few_shot.methods import add_method_args
 
 
@@ -17,13 +17,14 @@ def merge_command(run_dir, output=None):
     """--merge-lora RUN_DIR: write the merged model (adapters folded into the kernels) for serving."""
     import os
 
-    from few_shot.errors import FewShotError
+    from few_shot.errors import FewShotError, user_errors
     from few_shot.quiet import start_tensorflow
     with user_errors():
-        if not os.path.isdir(run_dir):
-            raise FewShotError(f"--merge-lora {run_dir}: no such run folder; pass the --output folder of a LoRA run")
+        if not os.path.isfile(os.path.join(run_dir, "model.keras")):
+            raise FewShotError(f"--merge-lora {run_dir}: no run folder with a model.keras; pass the --output folder "
+                               f"of a LoRA run")
         start_tensorflow()
-        from few_shot.lora import merge_run
+        from few_shot.methods.lora import merge_run
         out = merge_run(run_dir, output)
         print(f"merged: {os.path.join(out, 'model.keras')} (LoRA adapters folded into the MLM's kernels; "
               f"--predict {out} reads it)")
@@ -33,13 +34,11 @@ def merge_command(run_dir, output=None):
 def main(argv=None):
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_args(parser, "finetune")
-    parser.add_argument("--trainable-layers", type=non_negative_int, default=None,
-                        help="train only the last N encoder layers plus the MLM head (default: everything)")
-    add_method_args(parser, "finetune")  # --lora, --lora-targets, --merge-lora, --calibrate
+    add_method_args(parser, "finetune")  # --trainable-layers, --lora, --lora-targets, --merge-lora
     args = parser.parse_args(argv)
     if args.merge_lora:
         return merge_command(args.merge_lora, args.output)
-    return run_command(config_from_args(args, "lora" if args.lora_rank else "finetune"))
+    return run_command(config_from_args(args, "finetune"))
 
 
 if __name__ == "__main__":

@@ -15,44 +15,40 @@
 """
 import argparse
 
-from few_shot.cli import Parser, add_prompt_args, add_run_args, config_from_args, run_command
+from few_shot.cli import Parser, add_prompt_args, add_run_args, config_from_args, export_command, run_command
 from few_shot.methods import add_method_args
-from few_shot.cli import export_command
-
-# --encoder -> the method few_shot.methods.build_model builds
-ENCODER_METHODS = {"lstm": "ptuning", "mlp": "mlp", "none": "prompt"}
 
 
 def main(argv=None):
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_args(parser, "ptuning")
     add_prompt_args(parser)
-    parser.add_argument("--encoder", choices=tuple(ENCODER_METHODS), default="lstm",
-                        help="prompt encoder: BiLSTM+MLP (P-tuning), MLP, none (prompt tuning)")
-    parser.add_argument("--zero-shot", action="store_true", help="score the hand-written pattern, no training")
     parser.add_argument("--predict", nargs="+", metavar=("RUN_DIR", "TEXT"),
-                        help="label texts with a trained run: --predict RUN_DIR TEXT [TEXT ...] (RUN_DIR may "
-                             "also be a portable prompt.safetensors; its MLM is --model or the one it names; "
-                             "several RUN_DIRs: their ensemble)")
+                        help="label texts with a trained run: --predict RUN_DIR [RUN_DIR ...] [--] TEXT [TEXT ...] "
+                             "(RUN_DIR may also be a portable prompt.safetensors; its MLM is --model or the one it "
+                             "names; several RUN_DIRs: their ensemble; `--` before the texts when a text could be "
+                             "taken for a folder)")
     parser.add_argument("--export", nargs=2, metavar=("RUN_DIR", "OUT_DIR"),
                         help="write a trained run as a TensorFlow SavedModel taking raw strings (for TF Serving) "
                              "into OUT_DIR, a new or empty folder such as serving/sentiment/1 (RUN_DIR may also "
                              "be a prompt.safetensors; see docs/serving.md)")
-    add_method_args(parser, "ptuning")  # --deep, --calibrate, --evaluate (several prompts: an ensemble)
+    parser.add_argument("--evaluate", nargs="+", metavar="RUN_DIR",
+                        help="score trained prompts (run folders or prompt.safetensors; several = an ensemble, one "
+                             "batched pass) on --data's valid and test rows")
+    add_method_args(parser, "ptuning")  # --encoder, --deep, --zero-shot (few_shot/methods/)
     args = parser.parse_args(argv)
     if args.export and args.predict:
         parser.error("--export and --predict: give one of them")
-    if args.export and getattr(args, "calibrate", None):
+    if args.export and args.calibrate:
         parser.error("--export writes the model's own probabilities, uncalibrated; drop --calibrate")
     if args.export:
         return export_command(args.export[0], args.export[1], args.model)
-    method = "zeroshot" if args.zero_shot else "deep" if args.deep else ENCODER_METHODS[args.encoder]
     if args.predict or args.evaluate:  # several trained prompts are an ensemble (few_shot/scoring.py)
         from few_shot.scoring import evaluate_command, predict_command
-        if args.predict:  # RUN_DIR [RUN_DIR ...] TEXT [TEXT ...]
+        if args.predict:  # RUN_DIR [RUN_DIR ...] [--] TEXT [TEXT ...]
             return predict_command(args.predict, None, args.model, args.calibrate, args.unlabeled)
-        return evaluate_command(args.evaluate, config_from_args(args, method))
-    return run_command(config_from_args(args, method))
+        return evaluate_command(args.evaluate, config_from_args(args, "ptuning"))
+    return run_command(config_from_args(args, "ptuning"))
 
 
 if __name__ == "__main__":

@@ -110,6 +110,19 @@ class CSVLog(keras.callbacks.CSVLogger):
         super().on_epoch_end(epoch, logs)
 
 
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """keras BackupAndRestore that, when training ends, removes only its own files (Keras removes the
+    whole backup folder, and with it anything a user kept there)."""
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, delete_checkpoint=False)
+
+    def on_train_end(self, logs=None):
+        from few_shot.owned_files import remove_owned
+        from few_shot.run_folder import BACKUP_FILES
+        remove_owned(self.backup_dir, BACKUP_FILES, keep_folder=False)
+
+
 class ProgressLine(keras.callbacks.Callback):
     """When stdout is not a terminal (CI, nohup, a scheduler's log): a line every `seconds` (and at
     the first step), so a long epoch shows it is alive. On a terminal Keras' own bar does this."""

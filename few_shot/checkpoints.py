@@ -14,6 +14,9 @@ from few_shot.errors import FewShotError
 HF_CONFIG, HF_SAFETENSORS, HF_BIN = "config.json", "model.safetensors", "pytorch_model.bin"
 GOOGLE_CONFIG, GOOGLE_CKPT = "bert_config.json", "bert_model.ckpt"
 VOCAB = "vocab.txt"
+# the files export_hf / export_google write (glob patterns), so that a re-export replaces only these
+HF_FILES = (HF_CONFIG, HF_SAFETENSORS, VOCAB, "tokenizer_config.json")
+GOOGLE_FILES = (GOOGLE_CONFIG, GOOGLE_CKPT + ".index", GOOGLE_CKPT + ".data-*", "checkpoint", VOCAB)
 
 
 class MissingHeadWarning(UserWarning):

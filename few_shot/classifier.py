@@ -1,7 +1,6 @@
 """Use a trained run folder (model.keras) to label new texts."""
 import os
 
-import keras
 import numpy as np
 
 from few_shot.errors import FewShotError
@@ -22,25 +21,27 @@ class PromptClassifier:
         self.calibrate, self.unlabeled = None, None
 
     @classmethod
-    def load(cls, output_dir):
-        import few_shot.ptuning  # noqa: F401  (registers the classes for deserialisation)
-        import few_shot.preprocessor  # noqa: F401  (likewise)
-        import few_shot.deep, few_shot.lora  # noqa: F401,E401  (deep-prompt and LoRA runs)
-        path = os.path.join(output_dir, "model.keras")
-        if not os.path.isfile(path):
-            raise FewShotError(f"{path}: not found; pass the --output folder of a finished training run")
-        import zipfile
-        if not zipfile.is_zipfile(path):  # Keras would say "File not found" for a truncated file
-            raise FewShotError(f"{path}: cannot be read as a few_shot model (not a complete .keras zip file); the "
-                               f"file is damaged or not from few_shot: rerun the training")
-        try:
-            model = keras.models.load_model(path, compile=False)
-        except Exception as e:  # a foreign file: h5 or config errors of every kind
-            first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            raise FewShotError(f"{path}: cannot be read as a few_shot model ({first}); the file is damaged or not "
-                               f"from few_shot: rerun the training") from None
+    def load(cls, path, mlm=None):
+        """`path`: a run folder, its model.keras (or any few_shot .keras file), or the small file a run
+        wrote (prompt.safetensors, lora.safetensors; its frozen MLM is `mlm` (a PretrainedMLM or model
+        folder), else the one the file names)."""
+        from few_shot.saving import load_model
+        if os.path.isfile(path) and path.endswith(".safetensors"):
+            from few_shot.methods import method_for_format
+            from few_shot.portable import file_format
+            fmt = file_format(path)
+            method = method_for_format(fmt)
+            if method is None:
+                raise FewShotError(f"{path}: not a file few_shot wrote ({fmt or 'no format in its header'}); pass a "
+                                   f"run folder, its prompt.safetensors or its lora.safetensors")
+            model = method.load_file(path, mlm)
+            if model.preprocessor is None:
+                raise FewShotError(f"{path}: needs a PretrainedMLM (with its tokenizer) or a model folder as mlm")
+            return cls(model)
+        folder = path if os.path.isdir(path) else os.path.dirname(path)
+        model = load_model(os.path.join(path, "model.keras") if os.path.isdir(path) else path)
         if getattr(model, "preprocessor", None) is None:
-            return cls(model, legacy_preprocessor(model, output_dir))
+            return cls(model, legacy_preprocessor(model, folder))
         return cls(model)
 
     def predict_proba(self, texts):

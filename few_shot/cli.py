@@ -1,37 +1,17 @@
 """The command line of few_shot_ptuning.py and few_shot_finetune.py: argparse -> RunConfig, and the
 one-line errors. Everything here runs before TensorFlow is imported."""
 import argparse
-import contextlib
-import math
 import os
 import sys
-import warnings
 
-from few_shot.config import DEFAULT_DATA, DEFAULT_LR, INITS, OBJECTIVES, STRATEGIES, RunConfig
-from few_shot.errors import FewShotError
+from few_shot.argtypes import fraction, positive_float, positive_int
+from few_shot.config import CALIBRATIONS, FEWCLUE_FOLDS, OBJECTIVES, STRATEGIES, RunConfig
+from few_shot.errors import FewShotError, user_errors
+from few_shot.methods import get_method, method_from_args
+from few_shot.methods.prompt import INITS
+from few_shot.paths import DEFAULT_DATA
 from few_shot.pattern import PTUNING_PATTERN
 from few_shot.quiet import start_tensorflow
-from few_shot.run_folder import Interrupted, WorkerLost
-
-
-@contextlib.contextmanager
-def user_errors():
-    """Bad input ends the program with one line on stderr and exit status 2, not a traceback; an
-    interrupt with one line and status 130; a multi-worker run that lost a worker with one line and
-    status 1 (restart with --resume). Warnings print as one `warning: ...` line."""
-    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
-    try:
-        yield
-    except FewShotError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except WorkerLost as e:
-        print(f"error: {e.message}", file=sys.stderr)
-        sys.exit(1)
-    except (Interrupted, KeyboardInterrupt) as e:
-        print(e.message if isinstance(e, Interrupted) and e.message else
-              "interrupted before training started; nothing was written", file=sys.stderr)
-        sys.exit(130)
 
 
 class Parser(argparse.ArgumentParser):
@@ -42,43 +22,8 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def integer(text, least):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < least:
-        raise argparse.ArgumentTypeError(f"{value} must be an integer >= {least}")
-    return value
-
-
-def positive_int(text):
-    return integer(text, 1)
-
-
-def non_negative_int(text):
-    return integer(text, 0)
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{value} must be a number > 0")
-    return value
-
-
-def fraction(text):
-    value = positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"{value} must be in (0, 1]")
-    return value
-
-
 def fewclue_fold(text):
-    if text not in ("0", "1", "2", "3", "4", "all"):
+    if text not in FEWCLUE_FOLDS:
         raise argparse.ArgumentTypeError(f"{text!r}: use 0, 1, 2, 3, 4 or all")
     return text
 
@@ -109,11 +54,15 @@ def add_run_args(parser, method, pass_through=False, exclude=()):
     a("--batch-size", 32, type=positive_int)
     a("--eval-batch-size", 128, type=positive_int)
     a("--maxlen", 128, type=positive_int)
-    a("--lr", type=positive_float, help=f"learning rate (default {DEFAULT_LR[method]:g})")
+    a("--lr", type=positive_float, help=f"learning rate (default {get_method(method).default_lr:g})")
     a("--objective", "label", choices=OBJECTIVES,
       help="label: softmax over the label words (PET; default, learns faster in our runs, see README); "
            "vocab: full-vocabulary softmax at [MASK] (the seed, Su's code)")
     a("--strategy", "mirrored", choices=STRATEGIES)
+    a("--calibrate", choices=CALIBRATIONS,
+      help="contextual calibration of the label probabilities (zero-shot, evaluation, --predict): divide by those "
+           "of content-free inputs or the mean over unlabelled texts (--unlabeled FILE, which in a training run also "
+           "turns on --semi; else the rest of train)")
     a("--max-valid", type=positive_int, help="evaluate on the first N valid rows only (quick runs)")
     a("--max-test", type=positive_int, help="evaluate on the first N test rows only (quick runs)")
     a("--early-stopping", type=positive_int, metavar="PATIENCE",
@@ -153,21 +102,8 @@ def run_command(config):
     with user_errors():
         inputs = run.prepare(config)  # every check, before TensorFlow loads
         start_tensorflow()
-        return run.zero_shot(config, inputs) if config.method == "zeroshot" else run.run_training(config, inputs)
-
-
-def predict_command(target, texts, model=None):
-    """Label texts with a run folder (model.keras) or a portable prompt file (prompt.safetensors;
-    its frozen MLM is --model if given, else the one it names)."""
-    with user_errors():
-        if not texts:
-            raise FewShotError("--predict RUN_DIR TEXT [TEXT ...]: no text given; add the texts to label")
-        if not os.path.exists(target):
-            raise FewShotError(f"--predict {target}: no such run folder or prompt file; pass the --output folder "
-                               f"of a finished run")
-    # one trained prompt/run, or several as an ensemble; --calibrate (few_shot/scoring.py)
-    from few_shot.scoring import predict_command as predict
-    return predict([target], texts, model)
+        trains = get_method(config.method).trains
+        return run.run_training(config, inputs) if trains else run.zero_shot(config, inputs)
 
 
 def export_command(target, out_dir, model=None):
@@ -178,21 +114,16 @@ def export_command(target, out_dir, model=None):
         if not os.path.exists(target):
             raise FewShotError(f"--export {target}: no such run folder or prompt file; pass the --output folder "
                                f"of a finished run, then the new folder for the SavedModel")
-        portable = os.path.isfile(target) and target.endswith(".safetensors")
-        if not portable and not os.path.isfile(os.path.join(target, "model.keras")):
+        if os.path.isdir(target) and not os.path.isfile(os.path.join(target, "model.keras")):
             raise FewShotError(f"--export {target}: has no model.keras; pass the --output folder of a finished run "
                                f"(or its prompt.safetensors)")
         check_out_dir(out_dir)
-        if not portable:
+        if os.path.isdir(target):
             check_run_pattern(target)
         start_tensorflow()
+        from few_shot.classifier import PromptClassifier
         from few_shot.export import export_saved_model
-        if portable:
-            from few_shot.portable import portable_classifier
-            source = portable_classifier(target, model)
-        else:
-            from few_shot.classifier import PromptClassifier
-            source = PromptClassifier.load(target)
+        source = PromptClassifier.load(target, model)
         path = export_saved_model(source, out_dir)
         labels = ", ".join(source.preprocessor.labels)
         print(f"exported {target} -> {path}: signature serving_default, input text [None] string, outputs "
@@ -200,5 +131,7 @@ def export_command(target, out_dir, model=None):
         print(serving_hint(out_dir))
 
 
-def config_from_args(args, method):
-    return RunConfig.from_namespace(args, method=method, semi=bool(args.semi or args.unlabeled))
+def config_from_args(args, script):
+    """The RunConfig of a parsed command line: the method the flags ask for (few_shot/methods/)."""
+    return RunConfig.from_namespace(args, method=method_from_args(args, script),
+                                    semi=bool(args.semi or args.unlabeled))

@@ -5,30 +5,17 @@ Library functions take a RunConfig; only the scripts touch argparse (`RunConfig.
 neither TensorFlow nor Keras).
 """
 import dataclasses
-import os
 from typing import Optional
 
 from few_shot.errors import FewShotError
+from few_shot.methods import get_method, methods, option_classes
+from few_shot.methods.registry import flag
+from few_shot.paths import DEFAULT_DATA
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA = os.path.join(PROJECT_ROOT, "data", "sentiment")
-
-# encoder of each prompt method (the prompt encoder in front of the frozen MLM)
-PROMPT_METHODS = {"ptuning": "lstm", "mlp": "mlp", "prompt": "none", "deep": "none"}
-METHODS = (*PROMPT_METHODS, "finetune", "lora", "zeroshot")
-# Chosen by measured accuracy on sentiment valid (README, "Defaults"): the frozen MLM tolerates a
-# large prompt-encoder step, the trainable MLM does not.
-DEFAULT_LR = {"ptuning": 1e-3, "mlp": 1e-3, "prompt": 1e-3, "finetune": 1e-4, "zeroshot": 0.0,
-              "deep": 1e-3, "lora": 1e-3}
-INITS = ("unused", "random", "vocab", "label")
 OBJECTIVES = ("label", "vocab")
 STRATEGIES = ("mirrored", "multiworker", "none")
-# LoRA (few_shot/lora.py): --lora-targets names the Dense layers of every encoder block
-LORA_LAYERS = ("query", "key", "value", "attention_output", "intermediate", "output")
-LORA_TARGETS = {"qv": ("query", "value"), "all": LORA_LAYERS}
-DEFAULT_LORA_RANK = 8
-HEADS = ("mask", "cls")            # deep prompts: label words at [MASK], or a linear head on [CLS]
 CALIBRATIONS = ("content-free", "unlabeled")
+FEWCLUE_FOLDS = ("0", "1", "2", "3", "4", "all")
 
 
 def steps_per_epoch(train_rows, passes, batch_size):
@@ -37,7 +24,9 @@ def steps_per_epoch(train_rows, passes, batch_size):
 
 
 @dataclasses.dataclass
-class RunConfig:
+class RunConfig(*option_classes()):
+    """Every option of a run. The fields of the methods' options dataclasses (few_shot/methods/) come
+    first, inherited; then those every method shares."""
     method: str = "ptuning"
     # data
     data: str = DEFAULT_DATA
@@ -54,12 +43,6 @@ class RunConfig:
     pattern: Optional[str] = None          # None: the method's default (see resolved_pattern)
     verbalizer: Optional[str] = None       # None: sentiment 1:很,0:不
     prompt_length: Optional[int] = None    # builds [u1..uN][MASK]{text}
-    init: str = "unused"
-    trainable_layers: Optional[int] = None  # finetune: last N encoder layers + MLM head
-    lora_rank: Optional[int] = None        # lora: rank of the adapters (None: DEFAULT_LORA_RANK)
-    lora_targets: str = "qv"               # lora: qv, all, or comma-separated names of LORA_LAYERS
-    deep_reparam: bool = False             # deep: prompt states through an MLP (P-tuning v2's reparameterisation)
-    head: str = "mask"                     # deep: label words at [MASK], or "cls" (linear head on [CLS])
     calibrate: Optional[str] = None        # content-free | unlabeled: contextual calibration of the scores
     maxlen: int = 128
     # training
@@ -68,7 +51,7 @@ class RunConfig:
     passes_per_epoch: int = 50
     batch_size: int = 32
     eval_batch_size: int = 128
-    lr: Optional[float] = None             # None: DEFAULT_LR[method]
+    lr: Optional[float] = None             # None: the method's default_lr
     objective: str = "label"
     strategy: str = "mirrored"
     # semi-supervised (few_shot/semi.py)
@@ -93,15 +76,17 @@ class RunConfig:
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
-    @property
-    def learning_rate(self):
-        return DEFAULT_LR[self.method] if self.lr is None else self.lr
+    def for_method(self, name):
+        """This config run with method `name`: the options of methods it does not use back to their defaults."""
+        keep = get_method(name).options
+        reset = {f.name: f.default for cls in option_classes() if cls not in keep for f in dataclasses.fields(cls)}
+        return dataclasses.replace(self, method=name, **reset)
 
     @property
-    def encoder(self):
-        """The prompt encoder ("lstm", "mlp", "none"), or None for finetune/lora/zero-shot (deep prompts with
-        --deep-reparam: "mlp", their input prompt reparameterised as the deeper ones are)."""
-        return "mlp" if self.method == "deep" and self.deep_reparam else PROMPT_METHODS.get(self.method)
+    def learning_rate(self):
+        """--lr, else the method's default (chosen by measured accuracy on sentiment valid: the frozen MLM
+        tolerates a large prompt-encoder step, the trainable MLM does not)."""
+        return get_method(self.method).default_lr if self.lr is None else self.lr
 
     def resolved_pattern(self):
         """--pattern, else [u1..uN][MASK]{text} for --prompt-length N, else the method's default:
@@ -121,36 +106,31 @@ class RunConfig:
 
     def check(self):
         """Every value a run could not use -> FewShotError naming the flag and the fix. Returns self."""
-        if self.method not in METHODS:
-            raise FewShotError(f"method {self.method!r}: choose one of {', '.join(METHODS)}")
+        method = get_method(self.method)
         positive = {"epochs": self.epochs, "passes-per-epoch": self.passes_per_epoch, "batch-size": self.batch_size,
                     "eval-batch-size": self.eval_batch_size, "maxlen": self.maxlen, "k": self.k,
                     "max-valid": self.max_valid, "max-test": self.max_test, "prompt-length": self.prompt_length,
                     "unlabeled-batch-size": self.unlabeled_batch_size, "max-unlabeled": self.max_unlabeled,
                     "early-stopping": self.early_stopping}
-        for flag, value in positive.items():
+        for name, value in positive.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise FewShotError(f"--{flag} {value}: must be a positive integer")
+                raise FewShotError(f"--{name} {value}: must be a positive integer")
         if not 0 < self.train_fraction <= 1:
             raise FewShotError(f"--train-fraction {self.train_fraction}: must be in (0, 1]")
         if self.lr is not None and not self.lr > 0:
-            raise FewShotError(f"--lr {self.lr}: must be > 0 (e.g. {DEFAULT_LR.get(self.method, 1e-3)})")
+            raise FewShotError(f"--lr {self.lr}: must be > 0 (e.g. {method.default_lr or 1e-3:g})")
         if not self.mlm_weight > 0:
             raise FewShotError(f"--mlm-weight {self.mlm_weight}: must be > 0")
-        if self.trainable_layers is not None and (self.method != "finetune" or self.trainable_layers < 0):
-            raise FewShotError(f"--trainable-layers {self.trainable_layers}: a number >= 0, for finetune runs only")
         if self.resume and (self.overwrite or not self.output):
             raise FewShotError("--resume continues the run in --output DIR: pass --output, and not --overwrite")
-        if self.init not in INITS:
-            raise FewShotError(f"--init {self.init!r}: choose one of {', '.join(INITS)}")
-        if self.objective not in OBJECTIVES:
-            raise FewShotError(f"--objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
-        if self.strategy not in STRATEGIES:
-            raise FewShotError(f"--strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
-        if self.strategy == "multiworker" and not self.output and self.method != "zeroshot":
+        for name, value, choices in (("objective", self.objective, OBJECTIVES), ("strategy", self.strategy, STRATEGIES),
+                                     ("calibrate", self.calibrate, (None, *CALIBRATIONS))):
+            if value not in choices:
+                raise FewShotError(f"--{name} {value!r}: choose one of {', '.join(c for c in choices if c)}")
+        if self.strategy == "multiworker" and not self.output and method.trains:
             raise FewShotError("--strategy multiworker needs --output DIR, the same on every worker: the chief "
                                "writes the run there and every worker keeps its backup there for --resume")
-        if self.fewclue_fold is not None and str(self.fewclue_fold) not in ("0", "1", "2", "3", "4", "all"):
+        if self.fewclue_fold is not None and str(self.fewclue_fold) not in FEWCLUE_FOLDS:
             raise FewShotError(f"--fewclue-fold {self.fewclue_fold!r}: use 0, 1, 2, 3, 4 or all")
         if self.pattern is not None and self.prompt_length is not None:
             raise FewShotError("--pattern and --prompt-length both set the pattern; pass one of them")
@@ -159,42 +139,26 @@ class RunConfig:
             get_task(self.task)
             if self.fewclue_fold is None:
                 raise FewShotError(f"--task {self.task} reads a FewCLUE folder: add --fewclue-fold 0-4 or all")
-        self._check_methods()
+        self._check_method_options(method)
+        method.check(self)
         return self
 
-    def _check_methods(self):
-        """The options of the lora and deep methods and --calibrate (few_shot/lora.py, deep_prompt.py)."""
-        if self.lora_rank is not None and (isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int)
-                                           or self.lora_rank < 1):
-            raise FewShotError(f"--lora {self.lora_rank}: the rank must be a positive integer (e.g. 8)")
-        if self.lora_rank is not None and self.method != "lora":
-            raise FewShotError(f"--lora {self.lora_rank}: a rank is for LoRA runs only (method lora)")
-        lora_target_names(self.lora_targets)
-        if self.method == "lora" and self.trainable_layers is not None:
-            raise FewShotError("--lora and --trainable-layers: pass one of them (LoRA trains adapters only)")
-        if self.head not in HEADS:
-            raise FewShotError(f"--head {self.head!r}: choose one of {', '.join(HEADS)}")
-        if (self.head != "mask" or self.deep_reparam) and self.method != "deep":
-            raise FewShotError("--head cls and --deep-reparam are options of deep prompts; add --deep")
-        if self.calibrate is not None and self.calibrate not in CALIBRATIONS:
-            raise FewShotError(f"--calibrate {self.calibrate!r}: choose one of {', '.join(CALIBRATIONS)}")
-        if self.calibrate is not None and self.head == "cls":
-            raise FewShotError("--calibrate divides label-word probabilities; a --head cls model has none")
-
-    @property
-    def rank(self):
-        """The LoRA rank of a lora run."""
-        return DEFAULT_LORA_RANK if self.lora_rank is None else self.lora_rank
-
-
-def lora_target_names(spec):
-    """--lora-targets: qv, all, or comma-separated layer names -> tuple of names of LORA_LAYERS."""
-    names = LORA_TARGETS.get(spec) or tuple(n.strip() for n in str(spec).split(",") if n.strip())
-    unknown = [n for n in names if n not in LORA_LAYERS]
-    if not names or unknown:
-        raise FewShotError(f"--lora-targets {spec!r}: {unknown[0] if unknown else 'nothing'} matches no layer of an "
-                           f"encoder block; use qv, all, or names from {', '.join(LORA_LAYERS)}")
-    return tuple(dict.fromkeys(names))
+    def _check_method_options(self, method):
+        """Each method's options check themselves; an option of another method, set away from its default,
+        is named with the method it belongs to (e.g. --trainable-layers in a --lora run)."""
+        for cls in option_classes():
+            if cls in method.options:
+                cls.check(self)
+                continue
+            for field in dataclasses.fields(cls):
+                if getattr(self, field.name) != field.default:
+                    owners = [m for m in methods() if cls in m.options]
+                    name = flag(cls, field.name)
+                    asks = [m.cli for m in owners if m.cli and m.cli != name and m.script == method.script]
+                    fix = f"add {asks[0]} or drop {name}" if asks and not method.cli else f"drop {name}"
+                    chosen = f" ({method.cli})" if method.cli else ""
+                    raise FewShotError(f"{name} is an option of {'/'.join(m.name for m in owners)} runs, not of "
+                                       f"{method.name} runs{chosen}: {fix}")
 
 
 def prompt_pattern(length):

@@ -256,30 +256,6 @@ def first_fraction(rows, fraction):
 
 # -- what a run reads -----------------------------------------------------------------------------
 
-def load_splits(config, verbalizer):
-    """-> (train, valid, test) example lists for a RunConfig: train sampled as asked (k-shot or the
-    first fraction), valid/test cut to max_valid/max_test; labels checked against the verbalizer."""
-    if getattr(config, "task", None) is not None:  # a FewCLUE task's own reader (few_shot/tasks/): dict rows
-        from few_shot.config import DEFAULT_DATA
-        from few_shot.tasks import get_task
-        if os.path.abspath(config.data) == os.path.abspath(DEFAULT_DATA):
-            raise FewShotError(f"--task {config.task}: pass --data with the FewCLUE {config.task} folder (e.g. "
-                               f"../shared/data/fewclue/{config.task})")
-        splits = get_task(config.task).load(config.data, config.fewclue_fold)
-    elif config.fewclue_fold is not None:
-        splits = load_fewclue(config.data, config.fewclue_fold, config.text_field, config.label_field)
-    else:
-        splits = load_task(config.data, config.text_field, config.label_field)
-    train, valid, test = splits["train"], splits["valid"], splits["test"]
-    for name, rows in (("train", train), ("valid", valid), ("test", test)):
-        verbalizer.check_labels([label for _, label in rows], f"{config.data} ({name})")
-    if config.k is not None:
-        train = stratified_sample(train, config.k, config.seed)
-    elif config.fewclue_fold is None:
-        train = first_fraction(train, config.train_fraction)
-    return train, first_rows(valid, config.max_valid, "--max-valid"), first_rows(test, config.max_test, "--max-test")
-
-
 def first_rows(rows, n, flag):
     """rows[:n], with a warning when the cut loses labels (a file sorted by label, as FewCLUE's)."""
     if n is None or n >= len(rows):

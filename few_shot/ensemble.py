@@ -38,14 +38,14 @@ class Member:
 
 def run_mlm(run_dir):
     """The MLM a run folder was trained on, from its metrics.json (None: the bundled one)."""
-    from few_shot.run import BUNDLED_MODEL
+    from few_shot.paths import DEFAULT_MODEL
     try:
         with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
             config = json.load(f).get("config", {})
     except (OSError, ValueError):
         raise FewShotError(f"{run_dir}: no readable metrics.json to say which MLM it was trained on; pass its "
                            f"prompt.safetensors instead") from None
-    return config.get("model") or BUNDLED_MODEL
+    return config.get("model") or DEFAULT_MODEL
 
 
 def same_path(ref):

@@ -42,7 +42,8 @@ def run_complete(run_dir, method, epochs):
             metrics = json.load(f)
     except (OSError, ValueError):
         return None
-    if method == "zeroshot":
+    from few_shot.methods import get_method
+    if not get_method(method).trains:
         return metrics if "test_acc" in metrics else None
     finished = (os.path.isfile(os.path.join(run_dir, "model.keras")) and len(metrics.get("epochs", ())) >= epochs
                 and metrics.get("status", "completed") == "completed")
@@ -60,12 +61,13 @@ def run_one(config, run_dir):
     import keras
 
     from few_shot import run
+    from few_shot.methods import get_method
     config = config.replace(output=run_dir, overwrite=True)  # replaces an unfinished run's own files
     os.makedirs(os.path.dirname(run_dir), exist_ok=True)
     keras.backend.clear_session()
     gc.collect()
     with open(run_dir + ".log", "w", encoding="utf-8") as f, contextlib.redirect_stdout(f):
-        metrics = run.zero_shot(config) if config.method == "zeroshot" else run.run_training(config)
+        metrics = run.run_training(config) if get_method(config.method).trains else run.zero_shot(config)
     return metrics, False
 
 
@@ -80,8 +82,8 @@ def classical_reference(config):
     """The char TF-IDF + logistic-regression row on exactly the rows `config`'s run trains and is
     tested on (few_shot/baselines.py; seconds, no model)."""
     from few_shot import baselines, datasets
-    from few_shot.verbalizers import make_verbalizer
-    train, valid, test = datasets.load_splits(config, make_verbalizer(config.verbalizer, config.task))
+    from few_shot.tasks import load_splits, make_verbalizer
+    train, valid, test = load_splits(config, make_verbalizer(config.verbalizer, config.task))
     return baselines.tfidf_logreg(train, valid, test, seed=config.seed)
 
 

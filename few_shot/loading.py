@@ -1,7 +1,6 @@
 """`load_mlm(name_or_path)`: one entry point for every checkpoint layout users have."""
 import json
 import os
-import re
 import shutil
 
 import keras
@@ -9,33 +8,13 @@ import numpy as np
 
 from few_shot import checkpoints as ckpt
 from few_shot.backend import inference_function
+from few_shot.batching import pad_batch
 from few_shot.bert import BertMaskedLM
 from few_shot.errors import FewShotError
 from few_shot.tokenizer import Tokenizer
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = os.path.join(PROJECT_ROOT, "models", "zh-bert-mini")
-PRESET_WEIGHTS = "model.weights.h5"
-PRESET_VOCAB = os.path.join("assets", "tokenizer", "vocabulary.txt")
-ACCEPTED = ("a Google/bert4keras folder (bert_config.json + bert_model.ckpt.* + vocab.txt), "
-            "a HuggingFace folder (config.json + model.safetensors or pytorch_model.bin + vocab.txt), "
-            "or a few_shot preset folder (config.json + model.weights.h5)")
-
-
-def pad_batch(sequences, pad_id=0, length=None):
-    """List of id lists -> int32 array [batch, length] (default: the longest), right-padded."""
-    length = length or max(len(s) for s in sequences)
-    out = np.full((len(sequences), length), pad_id, dtype="int32")
-    for i, s in enumerate(sequences):
-        s = s[:length]
-        out[i, : len(s)] = s
-    return out
-
-
-def length_sorted_batches(lengths, batch_size):
-    """Row indices of each batch, shortest rows first, so that a batch pads to a similar length."""
-    order = np.argsort(lengths, kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+from few_shot.model_folder import (ACCEPTED, DEFAULT_MODEL, PRESET_VOCAB, PRESET_WEIGHTS, detect_format,
+                                   looks_like_hub_id, model_path)
 
 
 class PretrainedMLM:
@@ -160,26 +139,14 @@ def _download_from_hub(repo_id):
                            f"({reason}); pass {ACCEPTED}") from None
 
 
-def detect_format(folder):
-    files = set(os.listdir(folder))
-    if ckpt.HF_CONFIG in files and PRESET_WEIGHTS in files:
-        return "preset"
-    if ckpt.GOOGLE_CONFIG in files:
-        return "google"
-    if ckpt.HF_CONFIG in files:
-        return "hf"
-    raise FewShotError(f"{folder}: no bert_config.json or config.json found; pass {ACCEPTED}")
-
-
 def load_mlm(name_or_path=None):
     """Load a BERT masked-LM from a local folder (Google, HF or preset layout) or a hub id.
 
     With no argument, the small model bundled in `models/zh-bert-mini` is loaded.
     """
-    path = DEFAULT_MODEL if name_or_path is None else os.path.expanduser(str(name_or_path))
+    path = model_path(name_or_path)
     if not os.path.exists(path):
-        looks_local = path.startswith((".", "/", "~")) or os.sep + os.sep in path or path.count("/") != 1
-        if looks_local or not re.fullmatch(r"[\w.-]+/[\w.-]+", path):
+        if not looks_like_hub_id(path):
             raise FewShotError(f"{path}: folder not found; pass {ACCEPTED}, or a hub id such as "
                                f"hfl/chinese-roberta-wwm-ext")
         path = _download_from_hub(path)

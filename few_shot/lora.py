@@ -19,13 +19,9 @@ import os
 import keras
 import numpy as np
 
-from few_shot.config import lora_target_names
 from few_shot.errors import FewShotError
+from few_shot.lora_targets import ADAPTERS_FORMAT as FORMAT, lora_target_names
 from few_shot.ptuning import PtuningModel, set_trainable
-
-FORMAT = "few_shot.lora_adapters/1"
-ADAPTERS_FILE = "lora.safetensors"
-
 
 def target_layers(backbone, targets):
     """-> [(name, Dense)]: the layers `targets` (qv, all, or names) picks in every encoder block."""
@@ -122,21 +118,3 @@ def merge_lora(model):
                           objective=model.objective, seed=model.seed, preprocessor=model.preprocessor)
     merged.build()  # (every weight exists; so Keras saves it without a warning)
     return merged
-
-
-def merge_run(run_dir, output=None):
-    """--merge-lora RUN_DIR: RUN_DIR/model.keras (a LoRA run) -> OUTPUT (default RUN_DIR/merged)/model.keras
-    + vocab.txt, which --predict reads like any run folder -> the output folder."""
-    import shutil
-
-    from few_shot.classifier import PromptClassifier
-    model = PromptClassifier.load(run_dir).model
-    if not isinstance(model, LoraModel):
-        raise FewShotError(f"--merge-lora {run_dir}: not a LoRA run (its model has no adapters); train one with "
-                           f"few_shot_finetune.py --lora 8")
-    output = output or os.path.join(run_dir, "merged")
-    os.makedirs(output, exist_ok=True)
-    merge_lora(model).save(os.path.join(output, "model.keras"))
-    if os.path.isfile(os.path.join(run_dir, "vocab.txt")):
-        shutil.copyfile(os.path.join(run_dir, "vocab.txt"), os.path.join(output, "vocab.txt"))
-    return output

@@ -8,7 +8,7 @@ whole backbone:
 
     save_portable_prompt(model, "prompt.safetensors", model_ref="models/zh-bert-mini")
     model = load_portable_prompt("prompt.safetensors")           # PtuningModel, encoder="none"
-    portable_classifier("prompt.safetensors").predict(["这家酒店很好"])
+    PromptClassifier.load("prompt.safetensors").predict(["这家酒店很好"])
 
 The file is safetensors: one tensor `prompt_embeddings` and the JSON metadata (under the
 `few_shot` key of the safetensors header metadata).
@@ -77,6 +77,16 @@ def read_portable_prompt(path):
     return tensors[TENSOR], meta
 
 
+def file_format(path):
+    """The few_shot format named in a .safetensors header, or None."""
+    from safetensors import safe_open
+    try:
+        with safe_open(path, framework="numpy") as f:
+            return (f.metadata() or {}).get("format")
+    except Exception:  # not safetensors: read_tensors reports it
+        return None
+
+
 def read_tensors(path, fmt, what, required=None):
     """A file of `write_tensors` in format `fmt` -> ({name: numpy}, metadata); FewShotError otherwise."""
     from safetensors import safe_open
@@ -103,15 +113,6 @@ def load_portable_prompt(path, mlm=None):
     the prompt to; default: load the MLM the file names."""
     model, _ = _load(path, mlm)
     return model
-
-
-def portable_classifier(path, mlm=None):
-    """A PromptClassifier over the portable prompt (mlm: PretrainedMLM, a model folder, or None)."""
-    from few_shot.classifier import PromptClassifier
-    model, tokenizer = _load(path, mlm)
-    if tokenizer is None:
-        raise FewShotError("portable_classifier needs a PretrainedMLM (with its tokenizer) or a model folder")
-    return PromptClassifier(model)
 
 
 def _load(path, mlm):

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from few_shot.errors import FewShotError
-from few_shot.loading import pad_batch
+from few_shot.batching import pad_batch
 from few_shot.pattern import PTUNING_PATTERN, Pattern
 from few_shot.verbalizers import Candidates, verbalizer_from
 from few_shot.tokenizer import Tokenizer, load_vocab

@@ -5,7 +5,6 @@ import numpy as np
 from keras import ops
 
 from few_shot.bert import gather_positions, split_inputs
-from few_shot.config import INITS, OBJECTIVES
 from few_shot.layers import PromptEncoder
 FIRST_REAL_TOKEN = 106  # Chinese BERT: [PAD], [unused1..99], [UNK], [CLS], [SEP], [MASK], <S>, <T>
 
@@ -41,10 +40,6 @@ class PtuningModel(keras.Model):
             backbone = keras.saving.deserialize_keras_object(backbone)
         if isinstance(preprocessor, dict):
             preprocessor = keras.saving.deserialize_keras_object(preprocessor)
-        if init not in INITS:
-            raise ValueError(f"init={init!r}; choose one of {INITS}")
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective={objective!r}; choose one of {OBJECTIVES}")
         self.backbone = backbone
         self.label_token_ids = [list(map(int, ids)) for ids in label_token_ids]
         self.prompt_token_ids = [int(i) for i in prompt_token_ids]

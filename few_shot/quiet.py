@@ -26,9 +26,10 @@ def start_tensorflow():
     with tempfile.TemporaryFile(mode="w+b") as caught:
         os.dup2(caught.fileno(), 2)
         try:
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401  (devices are not touched: multi-worker collectives must
-            #                    be configured before TensorFlow initialises them)
+            import keras
+            if keras.backend.backend() == "tensorflow":  # pretraining also runs on torch and JAX
+                import tensorflow  # noqa: F401  (devices are not touched: multi-worker collectives must
+                #                    be configured before TensorFlow initialises them)
         finally:
             os.dup2(saved, 2)
             os.close(saved)

@@ -15,13 +15,16 @@ from typing import Optional
 
 from few_shot import datasets
 from few_shot.errors import FewShotError
+from few_shot.methods import get_method
+from few_shot.model_folder import check_model_folder, model_path
+from few_shot.owned_files import remove_owned
+from few_shot.paths import DEFAULT_MODEL_NAME
 from few_shot.pattern import Pattern, row_fields
 from few_shot.run_folder import (Interrupted, RunFolder, WorkerLost, backup_folder, check_output, check_resume,
-                                 check_worker_resume, cluster_task, interruptible, is_chief_task, remove_run_files,
+                                 check_worker_resume, cluster_task, interruptible, is_chief_task, BACKUP_FILES,
                                  signals_ignored)
-from few_shot.verbalizers import make_verbalizer
+from few_shot.tasks import load_splits, make_verbalizer
 
-BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "zh-bert-mini")
 
 
 @dataclasses.dataclass
@@ -42,11 +45,10 @@ def prepare(config):
     """Check the config, the output folder, the data, the pattern's fields and the model's positions
     -> RunInputs. Imports no TensorFlow and writes nothing."""
     config.check()
+    method = get_method(config.method)
     verbalizer = make_verbalizer(config.verbalizer, config.task)
     pattern = Pattern(config.resolved_pattern())
-    if config.method == "zeroshot" and pattern.prompt_tokens:
-        raise FewShotError(f"zero-shot pattern {pattern.template!r} has soft-prompt slots, which are untrained; "
-                           f"write the prompt in words, e.g. --pattern '[MASK]满意。{{text}}'")
+    method.check_pattern(pattern)
     resumed = None
     multiworker = config.strategy == "multiworker"
     if config.resume and multiworker and not is_chief_task(cluster_task() or ("worker", 0)):
@@ -55,17 +57,19 @@ def prepare(config):
         resumed = check_resume(config.output, {**dataclasses.asdict(config), "pattern": pattern.template})
     elif config.output:
         check_output(config.output, config.overwrite)
-    check_model_shape(config)
+    check_model_folder(config.model)
+    check_model_shape(config, method)
     check_pattern_fits(config, pattern, verbalizer)
-    train, valid, test = datasets.load_splits(config, verbalizer)
+    train, valid, test = load_splits(config, verbalizer)
     pattern.check_fields(row_fields(train[0][0]), config.data)
-    unlabeled, source = (None, None) if config.method == "zeroshot" else datasets.unlabeled_texts(config, train)
+    unlabeled, source = datasets.unlabeled_texts(config, train) if method.trains else (None, None)
     return RunInputs(config, pattern, verbalizer, train, valid, test, unlabeled, source, resumed)
 
 
-def check_model_shape(config):
-    """--maxlen and --trainable-layers must fit the checkpoint (its config file, read without loading it)."""
-    folder = BUNDLED_MODEL if config.model is None else config.model
+def check_model_shape(config, method):
+    """--maxlen and the method's options (e.g. --trainable-layers) must fit the checkpoint (its config
+    file, read without loading it)."""
+    folder = model_path(config.model)
     for name in ("config.json", "bert_config.json"):
         path = os.path.join(folder, name)
         if os.path.isfile(path):
@@ -74,13 +78,11 @@ def check_model_shape(config):
                     shape = json.load(f)
             except (OSError, ValueError):
                 return  # load_mlm reports a broken config with its own message
-            positions, layers = shape.get("max_position_embeddings", 512), shape.get("num_hidden_layers")
+            positions = shape.get("max_position_embeddings", 512)
             if config.maxlen > positions:
                 raise FewShotError(f"--maxlen {config.maxlen}: the model has {positions} positions; use --maxlen "
                                    f"{positions} or less")
-            if config.trainable_layers is not None and layers is not None and config.trainable_layers > layers:
-                raise FewShotError(f"--trainable-layers {config.trainable_layers}: the model has {layers} encoder "
-                                   f"layers; pass 0..{layers}")
+            method.check_model(config, shape)
             return
 
 
@@ -88,7 +90,7 @@ def check_pattern_fits(config, pattern, verbalizer):
     """With the checkpoint's vocab.txt (pure Python, no model): the label words are in the vocabulary
     and the pattern leaves room for text within --maxlen."""
     from few_shot.tokenizer import Tokenizer
-    folder = BUNDLED_MODEL if config.model is None else config.model
+    folder = model_path(config.model)
     for name in ("vocab.txt", os.path.join("assets", "tokenizer", "vocabulary.txt")):
         path = os.path.join(folder, name)
         if os.path.isfile(path):
@@ -124,8 +126,9 @@ def run_training(config, inputs=None):
     import numpy as np
 
     from few_shot import compat, semi
-    from few_shot.callbacks import BEST_WEIGHTS, CSVLog, EpochLogger, ProgressLine, load_arrays, plot_curves
-    from few_shot.methods import build_model
+    from few_shot.callbacks import (BEST_WEIGHTS, CSVLog, EpochLogger, ProgressLine, RunBackup, load_arrays,
+                                    plot_curves)
+    from few_shot.builder import build_model
     from few_shot.ptuning import count_params
     from few_shot.config import steps_per_epoch
     from few_shot.training import Scorer, is_chief, make_strategy, training_dataset
@@ -158,7 +161,7 @@ def run_training(config, inputs=None):
     used = {**dataclasses.asdict(config), "lr": config.learning_rate, "pattern": inputs.pattern.template}
     summary = {"config": used, "seed": config.seed, "trainable_params": trainable,
                "train_rows": len(inputs.train), "unlabeled_rows": len(inputs.unlabeled or ()),
-               "unlabeled_source": inputs.unlabeled_source, "model": config.model or "models/zh-bert-mini"}
+               "unlabeled_source": inputs.unlabeled_source, "model": config.model or DEFAULT_MODEL_NAME}
     # the folder is made (or a previous run's files replaced) only now, when every check has passed
     folder = None
     if is_chief(strategy):
@@ -183,8 +186,8 @@ def run_training(config, inputs=None):
     if output or multiworker:  # every worker of a cluster backs up, each into its own folder
         backup = backup_folder(output or config.output, multiworker)
         if not config.resume and multiworker and not output:  # a previous run's backup must not be restored
-            remove_run_files(os.path.dirname(backup), [os.path.basename(backup)])
-        callbacks.append(keras.callbacks.BackupAndRestore(backup))
+            remove_owned(backup, BACKUP_FILES, keep_folder=False)
+        callbacks.append(RunBackup(backup))
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping("valid_acc", patience=config.early_stopping, mode="max",
                                                        verbose=1))
@@ -209,7 +212,7 @@ def run_training(config, inputs=None):
         with signals_ignored():  # a second Ctrl-C must not cut the save short
             logger.status = "interrupted"
             if logger.best_weights is not None:
-                save_run(model, logger, mlm, output)
+                save_run(config, model, logger, mlm, output)
                 where = (f"the best epoch so far ({logger.best['best_epoch']}) is saved in {output}; continue with "
                          f"--resume --output {output}")
             else:
@@ -231,7 +234,7 @@ def run_training(config, inputs=None):
                              f"last finished epoch from its backup") from None
         raise
     logger.status = "completed"
-    save_run(model, logger, mlm, output)
+    save_run(config, model, logger, mlm, output)
     if output:
         plot_curves(os.path.join(output, "curves.png"), logger.epochs, logger.best["best_epoch"])
         if os.path.exists(os.path.join(output, BEST_WEIGHTS)):  # model.keras holds them now
@@ -252,41 +255,33 @@ def lost_worker(error):
                               tf.errors.DeadlineExceededError))
 
 
-def save_run(model, logger, mlm, output):
+def save_run(config, model, logger, mlm, output):
     """The best epoch's weights -> model.keras (+ the portable prompt), vocab.txt, metrics.json."""
     logger.restore_best()
     if not output:
         return
     model.save(os.path.join(output, "model.keras"))
-    if model.prompt_encoder is not None and not model.train_backbone:
-        # the prompt encoder folded into a plain [prompt_length, hidden] matrix: all a frozen MLM needs
-        from few_shot.portable import save_portable_prompt
-        prompt_path = save_portable_prompt(model, os.path.join(output, "prompt.safetensors"), mlm.path)
-        print(f"portable prompt: {os.path.getsize(prompt_path) / 1024:.1f} KB (model.keras: "
-              f"{os.path.getsize(os.path.join(output, 'model.keras')) / 2 ** 20:.1f} MB)")
-    if hasattr(model, "adapters"):  # LoRA: the adapters alone, a few hundred KB (few_shot/lora.py)
-        from few_shot.lora import ADAPTERS_FILE, save_adapters
-        path = save_adapters(model, os.path.join(output, ADAPTERS_FILE), mlm.path)
-        print(f"LoRA adapters: {os.path.getsize(path) / 1024:.1f} KB ({ADAPTERS_FILE}; model.keras: "
-              f"{os.path.getsize(os.path.join(output, 'model.keras')) / 2 ** 20:.1f} MB)")
+    keras_mb = os.path.getsize(os.path.join(output, "model.keras")) / 2 ** 20
+    for path, what in get_method(config.method).save(model, output, mlm.path):
+        print(f"{what}: {os.path.getsize(path) / 1024:.1f} KB ({os.path.basename(path)}; model.keras: {keras_mb:.1f} MB)")
     shutil.copyfile(mlm.tokenizer.vocab_path, os.path.join(output, "vocab.txt"))
     logger.write()
 
 
 def zero_shot(config, inputs=None):
     """Score the hand-written pattern with the untrained MLM -> {valid_acc, test_acc, ...}."""
-    config = config if config.method == "zeroshot" else config.replace(method="zeroshot")
+    config = config.for_method("zeroshot")
     inputs = inputs or prepare(config)
-    from few_shot.methods import build_model
+    from few_shot.builder import build_model
     from few_shot.training import Scorer
 
     print(f"model: {describe_model(config.model)}")
     mlm, preprocessor = load_preprocessor(inputs)
     from few_shot.calibration import calibrated
-    scorer = calibrated(Scorer(build_model("zeroshot", mlm, preprocessor, config), config.eval_batch_size), config,
+    scorer = calibrated(Scorer(build_model(config.method, mlm, preprocessor, config), config.eval_batch_size), config,
                         preprocessor, inputs.train)
     result = {"pattern": inputs.pattern.template, "verbalizer": inputs.verbalizer.mapping,
-              "model": config.model or "models/zh-bert-mini", "status": "completed", "calibrate": config.calibrate}
+              "model": config.model or DEFAULT_MODEL_NAME, "status": "completed", "calibrate": config.calibrate}
     for name, rows in (("valid", inputs.valid), ("test", inputs.test)):
         data = preprocessor.encode(rows)
         predicted = scorer.scores(data, name).argmax(-1)

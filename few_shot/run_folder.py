@@ -5,19 +5,22 @@ default folder is new for every run (two runs started in the same second get two
 run that fails before writing anything removes only the folder it created itself.
 """
 import contextlib
-import glob
 import json
 import os
-import shutil
 import signal
 import time
 
-from few_shot.errors import FewShotError
+from few_shot.errors import FewShotError, Interrupted, WorkerLost  # noqa: F401  (re-exported)
+from few_shot.methods import methods
+from few_shot.owned_files import remove_owned
 
-# Everything a training run writes into its folder; --overwrite removes these and nothing else.
-RUN_FILES = ("metrics.json", "model.keras", "prompt.safetensors", "lora.safetensors", "vocab.txt", "log.csv",
-             "curves.png", "tensorboard", "backup", "backup-worker-*", "best_weights.npz", "best_weights.npz.tmp",
-             "metrics.json.tmp")
+# Every file a training run writes (glob patterns under its folder); --overwrite removes these and
+# nothing else: a user's file inside backup/ or tensorboard/ stays, and so does its folder.
+BACKUP_FILES = ("training_metadata.json", "latest.weights.h5", "latest.weights.h5.bkp")  # keras BackupAndRestore
+RUN_FILES = ("metrics.json", "metrics.json.tmp", "model.keras", *dict.fromkeys(f for m in methods() for f in m.run_files),
+             "vocab.txt", "log.csv", "curves.png", "best_weights.npz", "best_weights.npz.tmp",
+             "tensorboard/train/events.out.tfevents.*", "tensorboard/validation/events.out.tfevents.*",
+             *(f"{folder}/{name}" for folder in ("backup", "backup-worker-*") for name in BACKUP_FILES))
 
 
 def cluster_task():
@@ -52,15 +55,6 @@ def check_worker_resume(output):
     if not os.path.isfile(os.path.join(folder, "training_metadata.json")):
         raise FewShotError(f"--resume: {folder} holds no backup of this worker; restart every worker of the "
                            f"cluster without --resume (and with --overwrite)")
-
-
-class WorkerLost(Exception):
-    """A multi-worker run lost a worker (killed, host down): the collectives abort on every other
-    worker. The CLI prints `message` and exits with status 1."""
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
 
 
 def check_resume(path, config_fields):
@@ -122,7 +116,9 @@ class RunFolder:
         """Create `path`, or reuse it after removing a previous run's `files` (only with overwrite)."""
         check_output(path, overwrite)
         if os.path.isdir(path):
-            remove_run_files(path, files)
+            kept = remove_owned(path, files)
+            if kept:
+                print(f"--overwrite: kept {', '.join(kept)} (files there are not this package's)")
             return cls(path, created=False)
         os.makedirs(path)
         return cls(path, created=True)
@@ -146,26 +142,6 @@ class RunFolder:
         """After a failure: remove the folder if this run created it and wrote nothing into it."""
         if self.created and os.path.isdir(self.path) and not os.listdir(self.path):
             os.rmdir(self.path)
-
-
-def remove_run_files(folder, files):
-    for pattern in files:
-        for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
-            # tolerant of a file gone meanwhile: another worker of the cluster may clear its backup too
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            elif os.path.lexists(path):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived during a run; `message` says what was saved (the CLI prints it and
-    exits with status 130, as a shell does for Ctrl-C)."""
-
-    def __init__(self, signum, message=""):
-        super().__init__(message or signal.Signals(signum).name)
-        self.signum, self.message = signum, message
 
 
 @contextlib.contextmanager

@@ -3,58 +3,57 @@ prompt file, or several as an ensemble (few_shot/ensemble.py), and `--calibrate`
 Bad input is reported before TensorFlow loads (this module imports neither TensorFlow nor Keras)."""
 import os
 
-from few_shot.errors import FewShotError
+from few_shot.errors import FewShotError, user_errors
 
 
 def split_targets(args, flag="--predict"):
-    """--predict TARGET [TARGET ...] TEXT [TEXT ...]: the leading arguments that exist (run folders, prompt
-    files) are the trained prompts, the rest the texts -> (targets, texts)."""
+    """--predict TARGET [TARGET ...] [--] TEXT [TEXT ...] -> (targets, texts). Without `--`, the leading
+    arguments that exist (run folders, prompt files) are the trained prompts and the rest the texts; a
+    text that names an existing folder or file is ambiguous, so `--` marks where the texts begin."""
+    if "--" in args:
+        n = args.index("--")
+        targets, texts = args[:n], args[n + 1:]
+        missing = [t for t in targets if not os.path.exists(t)]
+        if missing or not targets:
+            raise FewShotError(f"{flag} {missing[0] if missing else '--'}: no such run folder or prompt file before "
+                               f"`--`; pass RUN_DIR [RUN_DIR ...] -- TEXT [TEXT ...]")
+        return targets, texts
     n = 0
     while n < len(args) and os.path.exists(args[n]):
         n += 1
     if not n:
         raise FewShotError(f"{flag} {args[0] if args else ''}: no such run folder or prompt file; pass the --output "
                            f"folder of a finished run (or its prompt.safetensors / lora.safetensors)")
+    if n == len(args) and n > 1 and flag == "--predict":
+        raise FewShotError(f"{flag}: every argument names an existing file or folder ({args[-1]!r} too), so none is "
+                           f"read as a text; put `--` before the texts: {flag} {args[0]} -- TEXT [TEXT ...]")
     return args[:n], args[n:]
 
 
-def file_format(path):
-    """The few_shot format named in a .safetensors header, or None."""
-    from safetensors import safe_open
-    try:
-        with safe_open(path, framework="numpy") as f:
-            return (f.metadata() or {}).get("format")
-    except Exception:  # not safetensors: read_tensors reports it
-        return None
-
-
 def load_predictor(targets, mlm=None):
-    """One target: a run folder, a prompt.safetensors or a lora.safetensors; several: an ensemble of prompts
-    -> PromptClassifier. `mlm`: the frozen MLM for files and ensembles (default: the one they name)."""
+    """One target: a run folder, a .keras file, a prompt.safetensors or a lora.safetensors; several: an
+    ensemble of prompts -> PromptClassifier. `mlm`: the frozen MLM for files and ensembles (default: the
+    one they name)."""
     from few_shot.classifier import PromptClassifier
     from few_shot.ensemble import build_ensemble, load_member
-    from few_shot.lora import FORMAT as LORA_FORMAT, load_adapters
-    from few_shot.portable import portable_classifier
     if len(targets) == 1:
-        target = targets[0]
-        if os.path.isfile(target):
-            if file_format(target) == LORA_FORMAT:
-                return PromptClassifier(load_adapters(target, mlm))
-            return portable_classifier(target, mlm)
-        return PromptClassifier.load(target)
+        return PromptClassifier.load(targets[0], mlm)
     return PromptClassifier(build_ensemble([load_member(t) for t in targets], mlm))
 
 
 def predict_command(targets, texts=None, model=None, calibrate=None, unlabeled=None):
     """Label `texts` with one trained prompt/run or the ensemble of several; print label, probability, text.
     `texts=None`: `targets` is --predict's list, the trained prompts first (split_targets)."""
-    from few_shot.cli import user_errors
     from few_shot.quiet import start_tensorflow
     with user_errors():
         if texts is None:
             targets, texts = split_targets(list(targets))
         if not texts:
             raise FewShotError("--predict RUN_DIR [RUN_DIR ...] TEXT [TEXT ...]: no text given; add the texts to label")
+        blank = [i for i, text in enumerate(texts) if not text.strip()]
+        if blank:
+            raise FewShotError(f"--predict: text {blank[0] + 1} is empty; a model given no text still answers with its "
+                               f"prior, so pass non-empty texts")
         from few_shot.config import CALIBRATIONS
         if calibrate is not None and calibrate not in CALIBRATIONS:
             raise FewShotError(f"--calibrate {calibrate!r}: choose one of {', '.join(CALIBRATIONS)}")
@@ -72,12 +71,12 @@ def predict_command(targets, texts=None, model=None, calibrate=None, unlabeled=N
 def evaluate(targets, config):
     """Score trained prompts (one, or several as an ensemble) on `config`'s valid and test rows, with
     `config.calibrate` -> {valid_acc, test_acc, members, ...}."""
-    from few_shot import datasets
+    from few_shot.tasks import load_splits
     from few_shot.calibration import calibrated
     from few_shot.training import Scorer
     classifier = load_predictor(list(targets), config.model)
     preprocessor = classifier.preprocessor
-    train, valid, test = datasets.load_splits(config, preprocessor.verbalizer)
+    train, valid, test = load_splits(config, preprocessor.verbalizer)
     scorer = calibrated(Scorer(classifier.model, config.eval_batch_size), config, preprocessor, train)
     result = {"members": list(targets), "calibrate": config.calibrate, "pattern": preprocessor.pattern.template}
     for name, rows in (("valid", valid), ("test", test)):
@@ -86,7 +85,6 @@ def evaluate(targets, config):
 
 
 def evaluate_command(targets, config):
-    from few_shot.cli import user_errors
     from few_shot.quiet import start_tensorflow
     with user_errors():
         config.check()

@@ -20,7 +20,7 @@ import numpy as np
 from keras import ops
 
 from few_shot.bert import gather_positions
-from few_shot.loading import pad_batch
+from few_shot.batching import pad_batch
 from few_shot.masking import Masker
 from few_shot.training import training_batches
 

@@ -8,7 +8,7 @@ import numpy as np
 from few_shot import compat
 from few_shot.backend import inference_function
 from few_shot.errors import FewShotError
-from few_shot.loading import length_sorted_batches
+from few_shot.batching import length_sorted_batches
 
 
 def training_batches(data, batch_size, seed, bucket_batches=8):

@@ -24,7 +24,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 GROUPS = ("init", "length", "encoder")
-ENCODER_METHODS = {"lstm": "ptuning", "mlp": "mlp", "none": "prompt"}  # as few_shot_ptuning.py --encoder
 
 
 def build_parser():
@@ -61,9 +60,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from tqdm.auto import tqdm
 
-    from few_shot.cli import user_errors
+    from few_shot.errors import user_errors
     from few_shot.errors import FewShotError
-    from few_shot.config import INITS
+    from few_shot.methods import prompt_method
+    from few_shot.methods.prompt import ENCODERS, INITS
     from few_shot.experiments import (base_config, check_all, check_output, classical_reference, format_mean_std,
                                       mean_std, options_of, parse_list, progress, run_one, test_acc, valid_acc,
                                       write_report)
@@ -77,16 +77,16 @@ def main(argv=None):
         if min(lengths + [args.base_length]) < 1 or max(lengths + [args.base_length]) > 99:
             raise FewShotError("--lengths/--base-length: prompt lengths must be 1..99 ([u1]..[u99])")
         encoders = parse_list(args.encoders, "--encoders")
-        bad = [e for e in encoders if e not in ("none", "mlp", "lstm")]
+        bad = [e for e in encoders if e not in ENCODERS]
         if bad:
-            raise FewShotError(f"--encoders: unknown {', '.join(bad)}; choose from none, mlp, lstm")
+            raise FewShotError(f"--encoders: unknown {', '.join(bad)}; choose from {', '.join(ENCODERS)}")
         if args.seeds < 1:
             raise FewShotError(f"--seeds {args.seeds}: need at least 1")
         base = base_config(args)
         settings = plan(inits, lengths, encoders, args.base_length)
         unique = sorted({cfg for _, _, cfg in settings}, key=str)
         jobs = [(cfg, seed) for cfg in unique for seed in range(1, args.seeds + 1)]
-        job_configs = {(cfg, seed): base.replace(method=ENCODER_METHODS[cfg[2]], seed=seed, init=cfg[0],
+        job_configs = {(cfg, seed): base.replace(method=prompt_method(cfg[2]), seed=seed, init=cfg[0],
                                                  prompt_length=cfg[1]) for cfg, seed in jobs}
         check_all(job_configs.values())
         options = options_of(base)

@@ -257,7 +257,8 @@ def rows_summary(out):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    from few_shot.cli import DEFAULT_DATA, user_errors
+    from few_shot.errors import user_errors
+    from few_shot.paths import DEFAULT_DATA
     from few_shot.errors import FewShotError
 
     with user_errors():

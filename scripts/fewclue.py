@@ -114,7 +114,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from tqdm.auto import tqdm
 
-    from few_shot.cli import user_errors
+    from few_shot.errors import user_errors
     from few_shot.errors import FewShotError
     from few_shot.experiments import (base_config, check_all, check_output, classical_reference, options_of,
                                       parse_list, progress, run_one, test_acc, valid_acc, write_report)

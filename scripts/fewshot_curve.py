@@ -184,26 +184,26 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from tqdm.auto import tqdm
 
-    from few_shot import datasets
-    from few_shot.cli import user_errors
-    from few_shot.errors import FewShotError
-    from few_shot.config import METHODS
+    from few_shot.errors import FewShotError, user_errors
+    from few_shot.methods import methods as registered
+    from few_shot.tasks import load_splits
     from few_shot.experiments import (base_config, check_all, check_output, classical_reference, options_of,
                                       parse_list, progress, run_one)
-    from few_shot.verbalizers import make_verbalizer
+    from few_shot.tasks import make_verbalizer
 
     with user_errors():
         methods = parse_list(args.methods, "--methods")
-        unknown = [m for m in methods if m not in METHODS]
+        names = [m.name for m in registered()]
+        unknown = [m for m in methods if m not in names]
         if unknown:
-            raise FewShotError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+            raise FewShotError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(names)}")
         ks = sorted(set(parse_list(args.ks, "--ks", int)))
         if ks[0] < 0:
             raise FewShotError(f"--ks: k={ks[0]} is negative; k counts labelled rows (0 = zero-shot)")
         if args.seeds < 1:
             raise FewShotError(f"--seeds {args.seeds}: need at least 1")
         base = base_config(args)
-        n_train = len(datasets.load_splits(base.replace(train_fraction=1.0), make_verbalizer(base.verbalizer))[0])
+        n_train = len(load_splits(base.replace(train_fraction=1.0), make_verbalizer(base.verbalizer))[0])
         if ks[-1] > n_train and any(m != "zeroshot" for m in methods):
             raise FewShotError(f"--ks: k={ks[-1]} is more than the {n_train} training rows; use k <= {n_train}")
         runs = plan_runs(methods, ks, args.seeds)

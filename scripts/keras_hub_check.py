@@ -56,7 +56,8 @@ import transformers  # noqa: E402
 from keras import ops  # noqa: E402
 from keras_hub.src.utils.keras_utils import gelu_approximate  # noqa: E402
 
-from few_shot.loading import load_mlm, pad_batch  # noqa: E402
+from few_shot.batching import pad_batch  # noqa: E402
+from few_shot.loading import load_mlm  # noqa: E402
 
 BUNDLED = os.path.join(REPO_ROOT, "models", "zh-bert-mini")
 SENTIMENT_TEST = os.path.join(REPO_ROOT, "data", "sentiment", "sentiment.test.data")

@@ -75,7 +75,7 @@ def train_speed(config, steps):
     import keras
 
     from few_shot import run
-    from few_shot.methods import build_model
+    from few_shot.builder import build_model
     from few_shot.training import training_dataset
     inputs = run.prepare(config.replace(output=None))
     keras.backend.clear_session()
@@ -97,13 +97,13 @@ def ensemble_speed(targets, config, repeats=3):
     """One batched pass of the ensemble vs N separate passes (Scorer, the test rows) -> dict."""
     import numpy as np
 
-    from few_shot import datasets
+    from few_shot.tasks import load_splits
     from few_shot.calibration import probabilities
     from few_shot.scoring import load_predictor
     from few_shot.training import Scorer
     classifier = load_predictor(targets, config.model)
     ensemble, preprocessor = classifier.model, classifier.preprocessor
-    _, _, test = datasets.load_splits(config, preprocessor.verbalizer)
+    _, _, test = load_splits(config, preprocessor.verbalizer)
     data = preprocessor.encode(test)
     batched = Scorer(ensemble, config.eval_batch_size)
     singles = [Scorer(m, config.eval_batch_size) for m in ensemble.members()]
@@ -127,7 +127,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from tqdm.auto import tqdm
 
-    from few_shot.cli import user_errors
+    from few_shot.errors import user_errors
     from few_shot.errors import FewShotError
     from few_shot.experiments import (base_config, check_all, check_output, classical_reference, format_mean_std,
                                       mean_std, options_of, progress, run_one, test_acc, valid_acc,

@@ -31,7 +31,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser():
-    from few_shot.cli import positive_float
+    from few_shot.argtypes import positive_float
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--corpus", nargs="+", required=True, metavar="FILE",
@@ -88,9 +88,14 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     from few_shot.errors import FewShotError
-    from few_shot.pretraining import PretrainConfig, run_pretraining
+    from few_shot.pretraining.config import PretrainConfig
+    from few_shot.pretraining.prepare import prepare
+    from few_shot.quiet import start_tensorflow
     try:
-        run_pretraining(PretrainConfig(**vars(args)))
+        prepared = prepare(PretrainConfig(**vars(args)))  # every check, before Keras/TensorFlow load
+        start_tensorflow()
+        from few_shot.pretraining.run import run_pretraining
+        run_pretraining(prepared)
     except FewShotError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

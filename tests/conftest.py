@@ -199,7 +199,7 @@ def hf_mlm_logits(model_or_folder, token_ids, segment_ids=None, pad_id=0):
     import numpy as np
     import torch
 
-    from few_shot.loading import pad_batch
+    from few_shot.batching import pad_batch
     model = load_hf_mlm(model_or_folder) if isinstance(model_or_folder, (str, os.PathLike)) else model_or_folder
     ids = pad_batch(token_ids, pad_id) if not hasattr(token_ids, "shape") else np.asarray(token_ids)
     segs = np.zeros_like(ids) if segment_ids is None else pad_batch(segment_ids, 0, ids.shape[1])
@@ -257,7 +257,7 @@ def tiny_preprocessor(pattern=None, verbalizer=None, maxlen=32):
 def tiny_model(method="ptuning", pattern=None, verbalizer=None, rows=TINY_ROWS, maxlen=32, seed=0, **config):
     """build_model(method) on tiny_bert(seed) -> (model, EncodedSet of `rows`, preprocessor)."""
     from few_shot.config import RunConfig
-    from few_shot.methods import build_model
+    from few_shot.builder import build_model
     preprocessor = tiny_preprocessor(pattern, verbalizer, maxlen)
     model = build_model(method, tiny_bert(seed), preprocessor, RunConfig(method=method, seed=seed, **config))
     return model, preprocessor.encode(rows), preprocessor

@@ -109,7 +109,7 @@ def test_every_fp32_path_gives_few_shots_label_scores(tiny_run):
 
 def test_train_stages_time_steps_after_warmup(bench, tiny_model):
     from bench import common, ours, peers
-    from few_shot.cli import DEFAULT_DATA
+    from few_shot.paths import DEFAULT_DATA
     settings = {"maxlen": 32, "seed": 1, "threads": 2, "passes": 1, "train_steps": 2, "epoch_eval_rows": 8}
     data = common.make_bench("tiny", tiny_model, common.load_rows(DEFAULT_DATA), settings, eval_rows=8)
     r = ours.stage_train_step(data, "finetune")  # (p-tuning runs the same code, with a longer trace)
@@ -130,7 +130,7 @@ def test_seed_reimplementation_scores_and_trains_as_the_vocab_objective(bench, t
     import torch
 
     from bench import common, seed
-    from few_shot.cli import DEFAULT_DATA
+    from few_shot.paths import DEFAULT_DATA
     from few_shot.loading import load_mlm
     folder = tiny_bert(tmp_path / "bert", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     settings = {"maxlen": 32, "seed": 3, "threads": 2, "passes": 1, "epoch_eval_rows": 8}
@@ -245,7 +245,7 @@ def test_refuses_to_overwrite_json_without_flag(bench, tmp_path, capsys):
 
 def test_threads_stage_times_eval_and_train_per_setting(bench, tiny_model):
     from bench import common, ours
-    from few_shot.cli import DEFAULT_DATA
+    from few_shot.paths import DEFAULT_DATA
     settings = {"maxlen": 32, "seed": 1, "threads": 1, "passes": 1, "train_steps": 1, "epoch_eval_rows": 8}
     data = common.make_bench("tiny", tiny_model, common.load_rows(DEFAULT_DATA), settings, eval_rows=8)
     r = ours.stage_threads(data, intra=1, inter=1)  # in this process: TensorFlow runs here already

@@ -82,11 +82,11 @@ def test_curve_writes_results_and_resumes(tiny_setup, tmp_path, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")}
 
     # --predict on the portable prompt (its MLM found from the path it stores) = --predict on the run folder
-    from few_shot.cli import predict_command
+    from few_shot.scoring import predict_command
     texts = [t for t, _ in tiny_rows(6, 9)]
-    predict_command(str(run_dir), texts)
+    predict_command([str(run_dir)], texts)
     from_run = capsys.readouterr().out
-    predict_command(str(run_dir / "prompt.safetensors"), texts)
+    predict_command([str(run_dir / "prompt.safetensors")], texts)
     from_prompt = capsys.readouterr().out
     assert len(from_run.splitlines()) == 6
     for a, b in zip(from_run.splitlines(), from_prompt.splitlines()):

@@ -160,12 +160,12 @@ def test_main_script_reports_bad_data_in_one_line(tmp_path, monkeypatch, capsys,
 def test_fewclue_through_the_main_script_options(tmp_path):
     """--fewclue-fold with the tnews verbalizer: labels are checked against the 15 tnews ids."""
     from few_shot.config import RunConfig
-    from few_shot.verbalizers import make_verbalizer
+    from few_shot.tasks import load_splits, make_verbalizer
     folder = make_fewclue(tmp_path / "tnews")
     config = RunConfig(data=folder, fewclue_fold="0", seed=1, max_test=5)
-    train, valid, test = ds.load_splits(config, make_verbalizer("tnews"))
+    train, valid, test = load_splits(config, make_verbalizer("tnews"))
     assert (len(train), len(valid), len(test)) == (9, 6, 5)
-    three = ds.load_splits(config.replace(k=3), make_verbalizer("tnews"))[0]
+    three = load_splits(config.replace(k=3), make_verbalizer("tnews"))[0]
     assert ds.label_counts(three) == {"100": 1, "101": 1, "102": 1}
 
 

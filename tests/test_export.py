@@ -97,7 +97,7 @@ def runs(tmp_path_factory, bundled_mlm):
     """Two untrained run folders on the bundled MLM: P-tuning (default pattern, the prompt encoder to
     fold) at maxlen 64, and zero-shot with [MASK] after the text at maxlen 40 (so long texts are cut)."""
     from few_shot.config import RunConfig
-    from few_shot.methods import build_model
+    from few_shot.builder import build_model
     from few_shot.pattern import PTUNING_PATTERN
     from few_shot.preprocessor import PromptPreprocessor
     root = tmp_path_factory.mktemp("export_runs")

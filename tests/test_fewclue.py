@@ -116,7 +116,7 @@ def chid_rows():
 
 def test_chid_candidate_scores_are_sums_of_full_vocabulary_log_probs():
     from few_shot.loading import PretrainedMLM
-    from few_shot.methods import build_model
+    from few_shot.builder import build_model
     from few_shot.preprocessor import PromptPreprocessor
     from few_shot.training import Scorer
 
@@ -142,7 +142,7 @@ def test_chid_candidate_scores_are_sums_of_full_vocabulary_log_probs():
 def test_chid_ptuning_trains_on_a_softmax_over_the_row_candidates(tmp_path):
     import keras
 
-    from few_shot.methods import build_model
+    from few_shot.builder import build_model
     from few_shot.preprocessor import PromptPreprocessor
     from few_shot.training import training_dataset
 
@@ -165,7 +165,7 @@ def test_chid_ptuning_trains_on_a_softmax_over_the_row_candidates(tmp_path):
 def test_per_length_model_trains_through_the_dataset_pipeline():
     import keras
 
-    from few_shot.methods import build_model
+    from few_shot.builder import build_model
     from few_shot.verbalizers import PerLengthVerbalizer
     from few_shot.preprocessor import PromptPreprocessor
     from few_shot.training import Scorer, training_dataset
@@ -218,7 +218,7 @@ PER_LENGTH = {"a": "很", "b": "体育", "c": "酒店服务", "d": "不"}
 
 def test_per_length_scores_are_mean_log_probs_at_each_length_group():
     from few_shot.loading import PretrainedMLM
-    from few_shot.methods import build_model
+    from few_shot.builder import build_model
     from few_shot.verbalizers import PerLengthVerbalizer
     from few_shot.preprocessor import PromptPreprocessor
     from few_shot.training import Scorer

@@ -135,7 +135,7 @@ def test_backbone_only_checkpoint_warns_and_has_no_head(make_tiny_bert):
     assert mlm.head_loaded is False
     # the backbone itself is loaded exactly
     token_ids, segment_ids = random_batch(np.random.default_rng(1), 200, [12, 7], mlm.tokenizer)
-    from few_shot.loading import pad_batch
+    from few_shot.batching import pad_batch
     ids, segs = pad_batch(token_ids), pad_batch(segment_ids)
     got = np.asarray(mlm.model.encode(ids, segs))
     backbone = transformers.BertModel.from_pretrained(folder).eval()
@@ -360,7 +360,7 @@ def test_config_not_an_object(make_tiny_bert):
 
 
 def test_length_sorted_batches_groups_rows_of_similar_length():
-    from few_shot.loading import length_sorted_batches, pad_batch
+    from few_shot.batching import length_sorted_batches, pad_batch
     lengths = [5, 1, 3, 1, 4]
     batches = length_sorted_batches(lengths, 2)
     # shortest first, ties in row order, the last batch holds the remainder

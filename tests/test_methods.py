@@ -92,7 +92,7 @@ def test_lora_bad_options_are_one_line_errors():
     for fields, needle in [(dict(method="lora", lora_rank=0), "--lora 0"),
                            (dict(method="lora", lora_targets="query,attn"), "attn matches no layer"),
                            (dict(method="lora", lora_targets=""), "matches no layer"),
-                           (dict(method="finetune", lora_rank=4), "LoRA runs only"),
+                           (dict(method="finetune", lora_rank=4), "--lora is an option of lora runs"),
                            (dict(method="lora", trainable_layers=1), "--trainable-layers")]:
         with pytest.raises(FewShotError, match=needle) as e:
             RunConfig(**fields).check()

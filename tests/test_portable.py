@@ -8,7 +8,8 @@ import pytest
 from conftest import TINY_ROWS, TINY_VOCAB, TinyMLM, tiny_bert, tiny_model
 from few_shot import BertMaskedLM, FewShotError
 from few_shot.pattern import PTUNING_PATTERN, Pattern
-from few_shot.portable import load_portable_prompt, portable_classifier, read_portable_prompt, save_portable_prompt
+from few_shot.classifier import PromptClassifier
+from few_shot.portable import load_portable_prompt, read_portable_prompt, save_portable_prompt
 from few_shot.ptuning import PtuningModel
 from few_shot.training import training_batches
 
@@ -45,7 +46,7 @@ def test_folded_prompt_predicts_identically(encoder, tmp_path):
     assert meta["prompt_token_ids"] == list(range(1, 9)) and meta["model"] == "tiny"
     assert meta["label_token_ids"] == model.label_token_ids and meta["trained_encoder"] == encoder
     assert os.path.getsize(path) < 4096  # 8 x 16 floats + metadata
-    probs = portable_classifier(path, TinyMLM(backbone, tok)).predict(["这家酒店很好"])
+    probs = PromptClassifier.load(path, TinyMLM(backbone, tok)).predict(["这家酒店很好"])
     assert probs[0][0] in ("0", "1") and 0.5 <= probs[0][1] <= 1.0
 
 
@@ -106,7 +107,8 @@ def test_multi_mask_scores_are_sums_of_slot_log_probs():
 
 def test_tnews_verbalizer_has_two_pieces_per_label_on_the_bundled_vocab(bundled_tokenizer):
     from few_shot.datasets import TNEWS_VERBALIZER
-    from few_shot.verbalizers import make_verbalizer, zero_shot_pattern
+    from few_shot.tasks import make_verbalizer
+    from few_shot.verbalizers import zero_shot_pattern
     v = make_verbalizer("tnews")
     assert v.mapping == TNEWS_VERBALIZER and len(v.labels) == 15
     ids = v.token_ids(bundled_tokenizer)

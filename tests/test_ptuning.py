@@ -12,6 +12,7 @@ import pytest
 from conftest import SENTIMENT, tiny_bert, tiny_model, tiny_tokenizer
 from few_shot import FewShotError
 from few_shot.layers import PromptEncoder
+from few_shot.methods import prompt_method
 from few_shot.pattern import PTUNING_PATTERN, ZERO_SHOT_PATTERN, Pattern
 from few_shot.verbalizers import Verbalizer
 from few_shot.preprocessor import PromptPreprocessor
@@ -19,12 +20,11 @@ from few_shot.ptuning import PtuningModel
 from few_shot.training import Scorer, training_batches
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENCODER_METHODS = {"lstm": "ptuning", "mlp": "mlp", "none": "prompt"}
 
 
 def build(encoder="lstm", pattern=PTUNING_PATTERN, objective="label"):
     """A tiny P-tuning model (build_model of the encoder's method) and the tiny rows encoded."""
-    model, data, _ = tiny_model(ENCODER_METHODS[encoder], pattern, objective=objective)
+    model, data, _ = tiny_model(prompt_method(encoder), pattern, objective=objective)
     return model, data
 
 

@@ -26,8 +26,10 @@ def test_overwrite_removes_only_run_files(tmp_path):
     user_files(tmp_path)
     for name in ("metrics.json", "model.keras", "vocab.txt"):
         (tmp_path / name).write_text("old run")
-    (tmp_path / "tensorboard").mkdir()
-    (tmp_path / "tensorboard" / "events").write_text("x")
+    (tmp_path / "tensorboard" / "train").mkdir(parents=True)
+    (tmp_path / "tensorboard" / "train" / "events.out.tfevents.1796.host").write_text("x")
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "training_metadata.json").write_text("{}")
     folder = RunFolder.prepare(str(tmp_path), overwrite=True)
     assert not folder.created
     assert sorted(os.listdir(tmp_path)) == ["notes.txt", "sub"]

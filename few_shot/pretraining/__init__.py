@@ -16,25 +16,38 @@ plus `optimizer.npz` and `state.json` (step, data-stream position, loss history,
 is what `--resume` continues from exactly.
 
 Modules: `config` (PretrainConfig, defaults, argument checks, the output folder), `corpus` (reading and
-checking the corpus), `probe` (the zero-shot probe), `training` (the Keras pieces: batches, model,
+checking the corpus), `prepare` (every check before Keras loads), `probe` (the zero-shot probe), `training` (the Keras pieces: batches, model,
 schedule, optimizer, strategy), `state` (checkpoints and the starting model), `run` (PretrainingRun,
 run_pretraining, progress). Everything public is importable from `few_shot.pretraining`.
 """
-from few_shot.masking import BlockStream, DocumentTokenizer, Masker
-from few_shot.pretraining.config import (
-    ARCH_FLAGS, CHECKPOINT_DIR, GOOGLE_DIR, HF_DIR, LOG_FILE, OPTIMIZER_FILE, OUTPUTS, RESUME_FIXED, STATE_FILE,
-    PretrainConfig, check_config, check_output, prepare_output, resolve)
-from few_shot.pretraining.corpus import BadLineWarning, read_corpus
-from few_shot.pretraining.probe import PROBE_PATTERN, PROBE_WORDS, ZeroShotProbe, read_probe
-from few_shot.pretraining.run import PretrainingRun, run_pretraining
-from few_shot.pretraining.state import build_model, read_state, restore_optimizer, save_checkpoint
-from few_shot.pretraining.training import (
-    LastValue, MLMBatches, MaskedLMPretrainer, WarmupLinearDecay, make_optimizer, make_strategy, mixed_precision)
+import importlib
 
-__all__ = [
-    "ARCH_FLAGS", "CHECKPOINT_DIR", "GOOGLE_DIR", "HF_DIR", "LOG_FILE", "OPTIMIZER_FILE", "OUTPUTS", "PROBE_PATTERN",
-    "PROBE_WORDS", "RESUME_FIXED", "STATE_FILE", "BadLineWarning", "BlockStream", "DocumentTokenizer", "LastValue",
-    "MLMBatches", "Masker", "MaskedLMPretrainer", "PretrainConfig", "PretrainingRun", "WarmupLinearDecay",
-    "ZeroShotProbe", "build_model", "check_config", "check_output", "make_optimizer", "make_strategy",
-    "mixed_precision", "prepare_output", "read_corpus", "read_probe", "read_state", "resolve", "restore_optimizer",
-    "run_pretraining", "save_checkpoint"]
+# Names are imported on first use (PEP 562): `few_shot.pretraining.prepare` and `.config` check a run's
+# input without TensorFlow or Keras; the training modules import Keras.
+_MODULES = {
+    "few_shot.masking": ("BlockStream", "DocumentTokenizer", "Masker"),
+    "few_shot.pretraining.config": ("ARCH_FLAGS", "CHECKPOINT_DIR", "GOOGLE_DIR", "HF_DIR", "LOG_FILE", "OPTIMIZER_FILE",
+                                    "OUTPUTS", "RESUME_FIXED", "STATE_FILE", "PretrainConfig", "check_config",
+                                    "check_output", "prepare_output", "resolve"),
+    "few_shot.pretraining.corpus": ("BadLineWarning", "read_corpus"),
+    "few_shot.pretraining.prepare": ("PreparedRun", "prepare", "read_state"),
+    "few_shot.pretraining.probe": ("PROBE_PATTERN", "PROBE_WORDS", "ZeroShotProbe", "read_probe"),
+    "few_shot.pretraining.run": ("PretrainingRun", "run_pretraining"),
+    "few_shot.pretraining.state": ("build_model", "restore_optimizer", "save_checkpoint"),
+    "few_shot.pretraining.training": ("LastValue", "MLMBatches", "MaskedLMPretrainer", "WarmupLinearDecay",
+                                      "make_optimizer", "make_strategy", "mixed_precision"),
+}
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'few_shot.pretraining' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

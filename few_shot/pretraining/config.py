@@ -3,13 +3,20 @@ resuming), the argument checks that need no file, and the output folder's own fi
 import dataclasses
 import math
 import os
-import shutil
 
+from few_shot.checkpoints import GOOGLE_FILES, HF_FILES
 from few_shot.errors import FewShotError
+from few_shot.owned_files import remove_owned
 
 CHECKPOINT_DIR, HF_DIR, GOOGLE_DIR, LOG_FILE = "checkpoint", "hf", "google", "pretrain_log.json"
 STATE_FILE, OPTIMIZER_FILE = "state.json", "optimizer.npz"
-OUTPUTS = (CHECKPOINT_DIR, CHECKPOINT_DIR + ".tmp", CHECKPOINT_DIR + ".old", HF_DIR, GOOGLE_DIR, LOG_FILE)
+# The files a pretraining run writes (glob patterns under --output): --overwrite, the checkpoint rotation
+# and the export remove these and nothing else (few_shot/owned_files.py).
+CHECKPOINT_FILES = (*HF_FILES, OPTIMIZER_FILE, STATE_FILE)
+OUTPUTS = (*(f"{folder}/{name}" for folder in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".tmp", CHECKPOINT_DIR + ".old")
+             for name in CHECKPOINT_FILES),
+           *(f"{HF_DIR}/{name}" for name in HF_FILES), *(f"{GOOGLE_DIR}/{name}" for name in GOOGLE_FILES),
+           LOG_FILE, LOG_FILE + ".tmp")
 
 
 @dataclasses.dataclass
@@ -146,12 +153,10 @@ def check_output(config):
 
 
 def prepare_output(config):
-    """Create the output folder; with --overwrite remove the outputs of a previous run (only those)."""
+    """Create the output folder; with --overwrite remove the files of a previous run (only those: a
+    user's file inside hf/ or checkpoint/ stays, and so does its folder). Runs after every check."""
     if config.overwrite and os.path.isdir(config.output):
-        for name in OUTPUTS:
-            path = os.path.join(config.output, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
+        kept = remove_owned(config.output, OUTPUTS)
+        if kept:
+            print(f"--overwrite: kept {', '.join(kept)} (files there are not this package's)")
     os.makedirs(config.output, exist_ok=True)

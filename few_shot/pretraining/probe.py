@@ -39,7 +39,7 @@ class ZeroShotProbe:
     per run (rows encoded, the scoring function traced once); every call reads the current weights."""
 
     def __init__(self, bert, tokenizer, rows, maxlen, batch_size=64):
-        from few_shot.methods import build_model
+        from few_shot.builder import build_model
         from few_shot.preprocessor import PromptPreprocessor
         from few_shot.training import Scorer
         preprocessor = PromptPreprocessor(tokenizer, PROBE_PATTERN, PROBE_WORDS, maxlen)

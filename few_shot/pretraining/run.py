@@ -5,7 +5,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import sys
 import time
 
@@ -14,12 +13,12 @@ import numpy as np
 
 from few_shot import checkpoints as ckpt
 from few_shot.errors import FewShotError
-from few_shot.masking import BlockStream, DocumentTokenizer, Masker, import_jieba
-from few_shot.pretraining.config import (CHECKPOINT_DIR, GOOGLE_DIR, HF_DIR, LOG_FILE, check_config, check_output,
-                                         prepare_output, resolve)
-from few_shot.pretraining.corpus import read_corpus
-from few_shot.pretraining.probe import PROBE_WORDS, ZeroShotProbe, read_probe
-from few_shot.pretraining.state import build_model, read_state, restore_optimizer, save_checkpoint
+from few_shot.masking import BlockStream, DocumentTokenizer, Masker
+from few_shot.owned_files import remove_owned
+from few_shot.pretraining.config import CHECKPOINT_DIR, GOOGLE_DIR, HF_DIR, LOG_FILE, prepare_output
+from few_shot.pretraining.prepare import PreparedRun, prepare
+from few_shot.pretraining.probe import PROBE_WORDS, ZeroShotProbe
+from few_shot.pretraining.state import build_model, restore_optimizer, save_checkpoint
 from few_shot.pretraining.training import MLMBatches, MaskedLMPretrainer, make_optimizer, make_strategy, mixed_precision
 
 
@@ -98,20 +97,14 @@ class PretrainingRun:
     touching the output folder or building a model; `run()` trains, checkpoints and exports."""
 
     def __init__(self, config):
+        """`config`: a PretrainConfig (checked here) or the PreparedRun of `prepare`."""
         self.t_start = time.perf_counter()
-        check_output(config)
-        self.saved = read_state(config.output) if config.resume else None
-        self.config = resolve(config, self.saved["config"] if self.saved else None)
-        check_config(self.config)
+        prepared = config if isinstance(config, PreparedRun) else prepare(config)
+        self.config, self.saved = prepared.config, prepared.saved
+        self.documents, self.corpus_info, self.probe_rows = (prepared.documents, prepared.corpus_info,
+                                                             prepared.probe_rows)
         c = self.config
         self.ckpt_folder = os.path.join(c.output, CHECKPOINT_DIR)
-        self.documents, self.corpus_info = read_corpus(c.corpus, c.on_bad_line)
-        if self.saved and self.saved["documents"] != len(self.documents):
-            raise FewShotError(f"the corpus has {len(self.documents)} documents but the checkpoint was trained on "
-                               f"{self.saved['documents']}; pass the same --corpus files to --resume")
-        self.probe_rows = read_probe(c.probe, c.probe_limit) if c.probe else None
-        if c.whole_word:
-            import_jieba()
         self.start_step = self.saved["step"] if self.saved else 0
         self.losses = list(self.saved["losses"]) if self.saved else []
         history = self.saved.get("history", {}) if self.saved else {}
@@ -207,7 +200,6 @@ class PretrainingRun:
 
     def _run(self):
         c = self.config
-        prepare_output(c)
         keras.utils.set_random_seed(c.seed + self.start_step)
         strategy = make_strategy()
         if strategy is not None:
@@ -220,6 +212,8 @@ class PretrainingRun:
             if self.probe_rows and missing:
                 raise FewShotError(f"--probe needs the label words {'/'.join(missing)} in the vocabulary; use a "
                                    f"Chinese BERT vocab.txt or drop --probe")
+            # only now, with the starting model loaded and checked: a bad --init-from leaves the folder as it was
+            prepare_output(c)
             self.model = MaskedLMPretrainer(self.bert)
             self.optimizer = make_optimizer(c, c.steps)
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
@@ -262,9 +256,9 @@ class PretrainingRun:
     def export(self, end_step):
         out = self.config.output
         exports = {"hf": os.path.join(out, HF_DIR), "google": os.path.join(out, GOOGLE_DIR)}
-        for path in exports.values():
-            if os.path.exists(path):
-                shutil.rmtree(path)
+        # a previous export's files only: a user's file in hf/ or google/ stays
+        remove_owned(out, [f"{HF_DIR}/{name}" for name in ckpt.HF_FILES] +
+                     [f"{GOOGLE_DIR}/{name}" for name in ckpt.GOOGLE_FILES])
         ckpt.export_hf(self.bert, self.tokenizer.vocab_path, exports["hf"])
         try:
             import tensorflow  # noqa: F401

@@ -2,7 +2,6 @@
 the model it starts from: a checkpoint to resume, an `--init-from` model, or a new `BertMaskedLM`."""
 import json
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -11,16 +10,19 @@ from few_shot import checkpoints as ckpt
 from few_shot.bert import BertMaskedLM
 from few_shot.errors import FewShotError
 from few_shot.loading import DEFAULT_MODEL, load_mlm
-from few_shot.pretraining.config import ARCH_FLAGS, CHECKPOINT_DIR, OPTIMIZER_FILE, STATE_FILE, flag
+from few_shot.owned_files import move_leftovers, remove_owned
+from few_shot.pretraining.config import (ARCH_FLAGS, CHECKPOINT_DIR, CHECKPOINT_FILES, OPTIMIZER_FILE, STATE_FILE,
+                                         flag)
 from few_shot.tokenizer import Tokenizer, load_vocab
 
 
 def save_checkpoint(folder, bert, tokenizer, optimizer, state):
-    """Atomically (write .tmp, then rename) write an HF folder + optimizer.npz + state.json."""
+    """Atomically (write .tmp, then rename) write an HF folder + optimizer.npz + state.json. Only the
+    checkpoint's own files are removed; anything else found in the folders stays in `folder`."""
     tmp, old = folder + ".tmp", folder + ".old"
     for path in (tmp, old):
-        if os.path.exists(path):
-            shutil.rmtree(path)
+        remove_owned(path, CHECKPOINT_FILES, keep_folder=False)
+        move_leftovers(path, folder)  # a user's file left in .tmp/.old goes back into the checkpoint folder
     ckpt.export_hf(bert, tokenizer.vocab_path, tmp)
     arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)}
     np.savez(os.path.join(tmp, OPTIMIZER_FILE), **arrays)
@@ -31,11 +33,8 @@ def save_checkpoint(folder, bert, tokenizer, optimizer, state):
         os.rename(folder, old)
     os.rename(tmp, folder)
     if os.path.exists(old):
-        shutil.rmtree(old)
-
-
-def read_state(folder):
-    return ckpt.read_json(os.path.join(folder, CHECKPOINT_DIR, STATE_FILE))
+        remove_owned(old, CHECKPOINT_FILES, keep_folder=False)
+        move_leftovers(old, folder)
 
 
 def restore_optimizer(optimizer, folder):

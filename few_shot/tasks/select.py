@@ -21,7 +21,7 @@ LENGTH_TASKS = ("iflytek", "csldcp")
 
 
 def zero_shot_accuracy(mlm, pattern, verbalizer, rows, maxlen, batch_size=64):
-    from few_shot.methods import build_model
+    from few_shot.builder import build_model
     from few_shot.preprocessor import PromptPreprocessor
     from few_shot.training import Scorer
     pre = PromptPreprocessor(mlm.tokenizer, pattern, verbalizer, maxlen)

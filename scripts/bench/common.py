@@ -158,7 +158,7 @@ def make_bench(name, model_dir, rows, settings, eval_rows):
     from few_shot.pattern import PTUNING_PATTERN
     from few_shot.preprocessor import PromptPreprocessor
     from few_shot.tokenizer import Tokenizer
-    from few_shot.verbalizers import make_verbalizer
+    from few_shot.tasks import make_verbalizer
     train, valid, test = rows
     tokenizer = Tokenizer(os.path.join(model_dir, "vocab.txt"))
     preprocessor = PromptPreprocessor(tokenizer, PTUNING_PATTERN, make_verbalizer(None), settings["maxlen"])
@@ -173,7 +173,7 @@ def build_ours(method, bench, mlm, **changes):
     import keras
 
     from few_shot.config import RunConfig
-    from few_shot.methods import build_model
+    from few_shot.builder import build_model
     s = bench.settings
     config = RunConfig(method=method, seed=s["seed"], maxlen=s["maxlen"], passes_per_epoch=s["passes"], **changes)
     keras.utils.set_random_seed(config.seed)

@@ -36,7 +36,7 @@ def main(argv=None):
     import tensorflow as tf
 
     from few_shot.config import RunConfig
-    from few_shot.methods import build_model
+    from few_shot.builder import build_model
     from few_shot.run import load_preprocessor, prepare
     from few_shot.training import make_strategy, training_dataset
     if args.inter_op:

@@ -93,7 +93,7 @@ def stage_eval_fast(bench, jit_compile=False, quantize=None):
 
 def naive_scores(mlm, data, label_ids, batch_size, maxlen, rows=None):
     """Keras full-vocabulary logits at every position of rows padded to `maxlen` (the old baseline)."""
-    from few_shot.loading import pad_batch
+    from few_shot.batching import pad_batch
     rows = np.arange(len(data)) if rows is None else np.asarray(rows)
     out = np.zeros((len(rows), len(label_ids)), dtype="float32")
     for start in range(0, len(rows), batch_size):

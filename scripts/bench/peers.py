@@ -38,7 +38,7 @@ def stage_make_base(folder, vocab_path, seed):
 
 def batch_order(data, batching, batch_size):
     """Row indices of each batch: data order (dynamic, padded) or sorted by length (grouped)."""
-    from few_shot.loading import length_sorted_batches
+    from few_shot.batching import length_sorted_batches
     if batching == "grouped":
         return length_sorted_batches(data.lengths, batch_size)
     return [np.arange(start, min(len(data), start + batch_size)) for start in range(0, len(data), batch_size)]
@@ -48,7 +48,7 @@ def torch_scores(forward, data, batches, label_ids, pad_id, length=None):
     """forward(ids [B, T] long, idx) -> logits [B, T, V] or label scores [B, C]; -> scores [N, C] float32."""
     import torch
 
-    from few_shot.loading import pad_batch
+    from few_shot.batching import pad_batch
     out = np.zeros((len(data), len(label_ids)), dtype="float32")
     with torch.no_grad():
         for idx in batches:

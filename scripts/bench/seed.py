@@ -96,7 +96,7 @@ def seed_batch(data, idx, label_ids, prompt_ids, mask_id, vocab_size, rng=None, 
     """Rows `idx` of an EncodedSet as the seed's data generator makes them -> (source ids, target ids,
     pseudo mask) as torch.long [B, longest]. `rng` (training): random masking unless mlm=False; the
     target at each [MASK] slot is the row's label word (labels < 0: none)."""
-    from few_shot.loading import pad_batch
+    from few_shot.batching import pad_batch
     prompt = set(int(i) for i in prompt_ids)
     sources, targets, pseudo = [], [], []
     for i in idx:
