@@ -14,12 +14,17 @@
     python few_shot_ptuning.py --data ../shared/data/fewclue_tnews --fewclue-fold 0 --verbalizer tnews
 """
 import argparse
+import sys
 
 from few_shot.cli import Parser, add_prompt_args, add_run_args, config_from_args, export_command, run_command
 from few_shot.methods import add_method_args
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --predict RUN_DIR ... -- TEXT ...: what follows `--` are texts, even one that names a folder
+    texts = argv[argv.index("--") + 1:] if "--" in argv else None
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_args(parser, "ptuning")
     add_prompt_args(parser)
@@ -37,6 +42,8 @@ def main(argv=None):
                              "batched pass) on --data's valid and test rows")
     add_method_args(parser, "ptuning")  # --encoder, --deep, --zero-shot (few_shot/methods/)
     args = parser.parse_args(argv)
+    if texts is not None and not args.predict:
+        parser.error("`--` separates --predict's run folders from its texts; use it after --predict RUN_DIR")
     if args.export and args.predict:
         parser.error("--export and --predict: give one of them")
     if args.export and args.calibrate:
@@ -46,7 +53,7 @@ def main(argv=None):
     if args.predict or args.evaluate:  # several trained prompts are an ensemble (few_shot/scoring.py)
         from few_shot.scoring import evaluate_command, predict_command
         if args.predict:  # RUN_DIR [RUN_DIR ...] [--] TEXT [TEXT ...]
-            return predict_command(args.predict, None, args.model, args.calibrate, args.unlabeled)
+            return predict_command(args.predict, texts, args.model, args.calibrate, args.unlabeled)
         return evaluate_command(args.evaluate, config_from_args(args, "ptuning"))
     return run_command(config_from_args(args, "ptuning"))
 

@@ -6,7 +6,7 @@ import sys
 
 from few_shot.argtypes import fraction, positive_float, positive_int
 from few_shot.config import CALIBRATIONS, FEWCLUE_FOLDS, OBJECTIVES, STRATEGIES, RunConfig
-from few_shot.errors import FewShotError, user_errors
+from few_shot.errors import user_errors
 from few_shot.methods import get_method, method_from_args
 from few_shot.methods.prompt import INITS
 from few_shot.paths import DEFAULT_DATA
@@ -22,12 +22,6 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def fewclue_fold(text):
-    if text not in FEWCLUE_FOLDS:
-        raise argparse.ArgumentTypeError(f"{text!r}: use 0, 1, 2, 3, 4 or all")
-    return text
-
-
 def add_run_args(parser, method, pass_through=False, exclude=()):
     """The options of a run. `pass_through=True` (experiment scripts): every default is None, so that
     only what the user typed overrides RunConfig's defaults; `exclude`: flags the script sets itself."""
@@ -39,7 +33,7 @@ def add_run_args(parser, method, pass_through=False, exclude=()):
     a("--data", DEFAULT_DATA, help="folder with train/valid/test splits (default: bundled sentiment)")
     a("--text-field", help="csv/json data: the text column (default text or sentence)")
     a("--label-field", help="csv/json data: the label column (default label)")
-    a("--fewclue-fold", type=fewclue_fold, help="read --data as FewCLUE (train_<i>/dev_<i>/test_public); 0-4 or all")
+    a("--fewclue-fold", choices=FEWCLUE_FOLDS, help="read --data as FewCLUE (train_<i>/dev_<i>/test_public); 0-4 or all")
     a("--task", help="a FewCLUE task (bustm, chid, cluewsc, csl, csldcp, eprstmt, iflytek, ocnli, tnews): its reader, "
                      "patterns and verbalizer (--pattern/--verbalizer override them); needs --fewclue-fold")
     a("--pattern", help=f"template with [uN] prompt slots, [MASK] and {{fields}} (default {PTUNING_PATTERN!r}; "
@@ -56,7 +50,7 @@ def add_run_args(parser, method, pass_through=False, exclude=()):
     a("--maxlen", 128, type=positive_int)
     a("--lr", type=positive_float, help=f"learning rate (default {get_method(method).default_lr:g})")
     a("--objective", "label", choices=OBJECTIVES,
-      help="label: softmax over the label words (PET; default, learns faster in our runs, see README); "
+      help="label: softmax over the label words (PET; default, learns faster in our runs, see docs/methods/ptuning.md); "
            "vocab: full-vocabulary softmax at [MASK] (the seed, Su's code)")
     a("--strategy", "mirrored", choices=STRATEGIES)
     a("--calibrate", choices=CALIBRATIONS,
@@ -110,13 +104,9 @@ def export_command(target, out_dir, model=None):
     """Write a run folder (or a portable prompt file with its MLM) as a TensorFlow SavedModel that
     takes raw strings (few_shot/export.py); a non-empty OUT_DIR is refused before anything loads."""
     from few_shot.export import check_out_dir, check_run_pattern, serving_hint
+    from few_shot.scoring import check_targets
     with user_errors():
-        if not os.path.exists(target):
-            raise FewShotError(f"--export {target}: no such run folder or prompt file; pass the --output folder "
-                               f"of a finished run, then the new folder for the SavedModel")
-        if os.path.isdir(target) and not os.path.isfile(os.path.join(target, "model.keras")):
-            raise FewShotError(f"--export {target}: has no model.keras; pass the --output folder of a finished run "
-                               f"(or its prompt.safetensors)")
+        check_targets("--export", [target])
         check_out_dir(out_dir)
         if os.path.isdir(target):
             check_run_pattern(target)

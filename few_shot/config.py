@@ -18,6 +18,14 @@ CALIBRATIONS = ("content-free", "unlabeled")
 FEWCLUE_FOLDS = ("0", "1", "2", "3", "4", "all")
 
 
+def flag_of(field_name):
+    """The command-line flag of a RunConfig field (a method option's own, e.g. lora_rank -> --lora)."""
+    for cls in option_classes():
+        if field_name in {f.name for f in dataclasses.fields(cls)}:
+            return flag(cls, field_name)
+    return {"progress_seconds": "--progress-every"}.get(field_name, "--" + field_name.replace("_", "-"))
+
+
 def steps_per_epoch(train_rows, passes, batch_size):
     """A training epoch: `passes` over the labelled rows in batches (the last one may be short)."""
     return max(1, -(-train_rows * passes // batch_size))
@@ -89,7 +97,7 @@ class RunConfig(*option_classes()):
         return get_method(self.method).default_lr if self.lr is None else self.lr
 
     def resolved_pattern(self):
-        """--pattern, else [u1..uN][MASK]{text} for --prompt-length N, else the method's default:
+        """--pattern, else `[u1..uN][MASK]{text}` for --prompt-length N, else the method's default:
         the P-tuning pattern for trained methods, the verbalizer's hand-written one for zero-shot."""
         from few_shot.pattern import PTUNING_PATTERN
         from few_shot.verbalizers import zero_shot_pattern

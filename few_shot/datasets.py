@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from few_shot.errors import FewShotError
+from few_shot.errors import FewShotError, permission_denied
 
 TEXT_FIELDS = ("text", "sentence", "content", "title")
 LABEL_FIELDS = ("label", "label_desc")
@@ -50,8 +50,11 @@ def line_list(numbers):
 def decoded_lines(path):
     """-> [(line_number, line)] of a UTF-8 file (BOM and CR dropped); every undecodable line is named
     in one error."""
-    with open(path, "rb") as f:
-        lines = f.read().split(b"\n")
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+    except PermissionError:
+        raise permission_denied(path, "data file") from None
     decoded, bad = [], []
     for number, line in enumerate(lines, 1):
         try:
@@ -295,6 +298,8 @@ def read_unlabeled(path, text_field=None):
                     line = line.rsplit("\t", 1)[0].strip()
                 if line:
                     texts.append(line)
+    except PermissionError:
+        raise permission_denied(path, "unlabelled texts file") from None
     except UnicodeDecodeError as e:
         raise FewShotError(f"--unlabeled {path}: not UTF-8 ({e.reason} at byte {e.start}); re-save it as UTF-8") \
             from None

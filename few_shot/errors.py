@@ -1,5 +1,5 @@
-"""One error type for everything a user can get wrong, the two ways a run ends early, and
-`user_errors`, which turns each into one line and an exit status.
+"""One error type for everything a user can get wrong, the two ways a run ends early (a signal, a
+lost worker), the signal handling, and `user_errors`, which turns each into one line and an exit status.
 
 The CLI prints `FewShotError` as a single line (no traceback) and exits with status 2, so every
 message must name the problem *and* the fix.
@@ -14,6 +14,12 @@ class FewShotError(Exception):
     """Bad input: a file, folder, argument or data row the user supplied."""
 
 
+def permission_denied(path, what="file"):
+    """The one message for a file or folder that exists but cannot be read."""
+    return FewShotError(f"{path}: permission denied; make the {what} readable (chmod u+r) or copy it to a place you "
+                        f"can read")
+
+
 class WorkerLost(Exception):
     """A multi-worker run lost a worker (killed, host down): the collectives abort on every other
     worker. The CLI prints `message` and exits with status 1."""
@@ -24,22 +30,64 @@ class WorkerLost(Exception):
 
 
 class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived during a run; `message` says what was saved (the CLI prints it and
-    exits with status 130, as a shell does for Ctrl-C)."""
+    """SIGINT or SIGTERM arrived; `message` says what was saved. The CLI prints it and exits with status
+    128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), as a shell does."""
 
     def __init__(self, signum, message=""):
+        if not isinstance(signum, int):
+            # re-raised by TensorFlow's tracing (inside `fit`) with only its text: find the signal in it
+            text, message = str(signum), ""
+            signum = signal.SIGTERM if "SIGTERM" in text else signal.SIGINT
         super().__init__(message or signal.Signals(signum).name)
-        self.signum, self.message = signum, message
+        self.signum, self.message = int(signum), message
+
+
+@contextlib.contextmanager
+def signals_ignored():
+    """SIGINT and SIGTERM ignored while a run saves what it has."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Turn SIGINT (Ctrl-C) and SIGTERM (kill, a scheduler's time limit) into `Interrupted`, raised
+    at the next Python step, so the run can save what it has; the old handlers come back after."""
+    received = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise Interrupted(signum)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except Interrupted as stop:
+        raise Interrupted(received[0] if received else stop.signum, stop.message) from None
+    except KeyboardInterrupt:  # a Ctrl-C that arrived before our handler was in place
+        raise Interrupted(signal.SIGINT) from None
+    except Exception:
+        if received:  # a framework turned our Interrupted into an error of its own while unwinding
+            raise Interrupted(received[0]) from None
+        raise
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager
 def user_errors():
     """Bad input ends the program with one line on stderr and exit status 2, not a traceback; an
     interrupt with one line and status 130; a multi-worker run that lost a worker with one line and
-    status 1 (restart with --resume). Warnings print as one `warning: ...` line."""
+    status 1 (restart with --resume). Warnings print as one `warning: ...` line. SIGINT and SIGTERM
+    raise `Interrupted` anywhere inside (model loading and zero-shot scoring too)."""
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     try:
-        yield
+        with interruptible():
+            yield
     except FewShotError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -47,6 +95,7 @@ def user_errors():
         print(f"error: {e.message}", file=sys.stderr)
         sys.exit(1)
     except (Interrupted, KeyboardInterrupt) as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
         print(e.message if isinstance(e, Interrupted) and e.message else
-              "interrupted before training started; nothing was written", file=sys.stderr)
-        sys.exit(130)
+              f"interrupted ({signal.Signals(signum).name}) before anything was written", file=sys.stderr)
+        sys.exit(128 + signum)

@@ -81,7 +81,7 @@ def check_all(configs):
 def classical_reference(config):
     """The char TF-IDF + logistic-regression row on exactly the rows `config`'s run trains and is
     tested on (few_shot/baselines.py; seconds, no model)."""
-    from few_shot import baselines, datasets
+    from few_shot import baselines
     from few_shot.tasks import load_splits, make_verbalizer
     train, valid, test = load_splits(config, make_verbalizer(config.verbalizer, config.task))
     return baselines.tfidf_logreg(train, valid, test, seed=config.seed)

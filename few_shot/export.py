@@ -22,6 +22,7 @@ One text field only: a pair pattern ({sentence1} ... {sentence2}) is refused wit
 Metadata (labels, pattern, verbalizer, maxlen) is also written to `assets.extra/few_shot.json`.
 TensorFlow is imported inside the functions, so the CLI can check its arguments without it.
 """
+import contextlib
 import json
 import os
 import re
@@ -29,13 +30,12 @@ import shutil
 import tempfile
 
 from few_shot.errors import FewShotError
+from few_shot.tokenizer import CJK_RANGES
 
 SIGNATURE = "serving_default"
 METADATA = os.path.join("assets.extra", "few_shot.json")
 # Tokenizer._normalize and _split_words as RE2 patterns (unicode categories: \p{..})
 SPECIAL = r"\[(?:CLS|SEP|PAD|MASK|UNK|unused\d+)\]"  # tokenizer._SPECIAL
-CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
-              (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))  # tokenizer._is_cjk
 CJK = "[" + "".join(f"\\x{{{lo:X}}}-\\x{{{hi:X}}}" for lo, hi in CJK_RANGES) + "]"
 PUNCT = r"[!-/:-@\[-\x{60}{-~\p{P}]"  # ASCII punctuation ranges + unicode P* (tokenizer._is_punctuation)
 
@@ -248,6 +248,11 @@ def export_saved_model(source, out_dir):
     archive.add_endpoint(SIGNATURE, serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     out_dir = os.path.abspath(out_dir)
     parent = os.path.dirname(out_dir)
+    created = []  # the parent folders made here, removed again if the export fails or is interrupted
+    missing = parent
+    while not os.path.exists(missing):
+        created.append(missing)
+        missing = os.path.dirname(missing)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
     try:
@@ -266,7 +271,10 @@ def export_saved_model(source, out_dir):
         os.umask(umask)
         os.chmod(out_dir, 0o777 & ~umask)  # mkdtemp made it 0700
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # our own temporary folder
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
         raise
     return out_dir
 

@@ -13,7 +13,7 @@ from few_shot.bert import BertMaskedLM
 from few_shot.errors import FewShotError
 from few_shot.tokenizer import Tokenizer
 
-from few_shot.model_folder import (ACCEPTED, DEFAULT_MODEL, PRESET_VOCAB, PRESET_WEIGHTS, detect_format,
+from few_shot.model_folder import (ACCEPTED, PRESET_VOCAB, PRESET_WEIGHTS, detect_format,
                                    looks_like_hub_id, model_path)
 
 

@@ -14,7 +14,6 @@ alpha = rank (1.0).
 `model.keras` keeps the frozen kernels and the adapters apart (layers/lora_dense.py), so a reloaded
 or resumed model trains on; merging is explicit.
 """
-import os
 
 import keras
 import numpy as np

@@ -6,11 +6,9 @@ import re
 import numpy as np
 
 from few_shot.errors import FewShotError
+from few_shot.tokenizer import CJK
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-# the same ranges as few_shot.tokenizer._is_cjk (the tokenizer isolates exactly these characters)
-CJK = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f\U0002b740-\U0002b81f"
-                 "\U0002b920-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f]")
 
 
 class DocumentTokenizer:

@@ -3,7 +3,7 @@ makes before anything heavy loads (a missing or unreadable file is one line, not
 import os
 
 from few_shot import checkpoints as ckpt
-from few_shot.errors import FewShotError
+from few_shot.errors import FewShotError, permission_denied
 from few_shot.paths import DEFAULT_MODEL
 PRESET_WEIGHTS = "model.weights.h5"
 PRESET_VOCAB = os.path.join("assets", "tokenizer", "vocabulary.txt")
@@ -37,8 +37,7 @@ def detect_format(folder):
 
 def _readable(path, what):
     if not os.access(path, os.R_OK):
-        raise FewShotError(f"{path}: permission denied; make the {what} readable (chmod u+r) or copy the model "
-                           f"to a folder you own")
+        raise permission_denied(path, what)
 
 
 def check_model_folder(name_or_path, flag="--model"):

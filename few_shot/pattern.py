@@ -44,6 +44,11 @@ class Pattern:
                                f"'[MASK]满意。{{text}}'")
         self.template = template
         pieces = [p for p in _PIECE.split(template) if p]
+        stray = next((p for p in pieces if not _PIECE.fullmatch(p) and ("{" in p or "}" in p)), None)
+        if stray is not None:
+            at = stray[stray.find("{"):] if "{" in stray else stray[:stray.find("}") + 1]
+            raise FewShotError(f"pattern {template!r}: unclosed or stray brace at {at!r}; write each field as "
+                               f"{{name}} (e.g. {{text}}), with both braces")
         # {field:MARK} -> field name, and MARK in self.blanks
         self.blanks = {p[1:-1].split(":", 1)[0]: p[1:-1].split(":", 1)[1] for p in pieces
                        if p.startswith("{") and ":" in p}
@@ -118,13 +123,18 @@ class Pattern:
         """Tokens no truncation cuts: the pattern's own pieces, [CLS]/[SEP] and every [MASK] slot."""
         return sum(len(p[0]) for p in compiled if not isinstance(p, str)) + getattr(compiled, "blank_masks", 0)
 
-    def encode(self, tokenizer, row, maxlen, num_masks=1, compiled=None):
-        """row (a string, or a dict of fields) -> EncodedRow, cut to `maxlen` by the longest-field rule."""
-        compiled = compiled or self.compile(tokenizer, num_masks)
+    def check_maxlen(self, compiled, maxlen):
+        """`maxlen` leaves at least one token for every field -> the token budget of the fields."""
         budget = maxlen - self.fixed_length(compiled)
         if budget < len(self.fields):
             raise FewShotError(f"maxlen={maxlen} is too short for pattern {self.template!r}; "
                                f"use maxlen >= {maxlen - budget + len(self.fields)}")
+        return budget
+
+    def encode(self, tokenizer, row, maxlen, num_masks=1, compiled=None):
+        """row (a string, or a dict of fields) -> EncodedRow, cut to `maxlen` by the longest-field rule."""
+        compiled = compiled or self.compile(tokenizer, num_masks)
+        budget = self.check_maxlen(compiled, maxlen)
         fields = row_fields(row)
         field_ids, around = {}, {}
         for name in self.fields:

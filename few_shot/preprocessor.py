@@ -76,7 +76,7 @@ class PromptPreprocessor(keras.layers.Layer):
     """`PromptPreprocessor(tokenizer, pattern, verbalizer, maxlen).encode([(row, label), ...])`.
 
     A row is a string (the field `text`) or a dict of fields the pattern names. Labels are the
-    verbalizer's (strings); `label_token_ids` [num_labels][num_masks] and `prompt_token_ids` are
+    verbalizer's (strings); `label_token_ids` `[num_labels][num_masks]` and `prompt_token_ids` are
     what the model needs from the vocabulary. With a `Candidates` verbalizer (multiple choice) the
     labels are candidate indices and every encoded row carries its own candidates' token ids.
     """
@@ -103,10 +103,7 @@ class PromptPreprocessor(keras.layers.Layer):
         self.mask_groups = sorted({len(ids) for ids in self.label_token_ids})
         self._compiled_groups = {n: self.pattern.compile(self.tokenizer, n) for n in self.mask_groups}
         self._compiled = self._compiled_groups[self.num_masks]
-        budget = self.maxlen - self.pattern.fixed_length(self._compiled)
-        if budget < len(self.pattern.fields):
-            raise FewShotError(f"maxlen={self.maxlen} is too short for pattern {self.pattern.template!r}; "
-                               f"use maxlen >= {self.maxlen - budget + len(self.pattern.fields)}")
+        self.pattern.check_maxlen(self._compiled, self.maxlen)
 
     @property
     def labels(self):

@@ -17,7 +17,7 @@ class PtuningModel(keras.Model):
       `token_ids`, their embedding is replaced by the PromptEncoder's output. With
       `encoder=None` they keep ordinary (trainable, if the backbone is) embeddings: the
       full-finetune baseline.
-    - `label_token_ids`: [num_labels][num_masks] verbalizer word ids. A label's score is the sum
+    - `label_token_ids`: `[num_labels][num_masks]` verbalizer word ids. A label's score is the sum
       over its mask slots of the MLM logit of its word piece, computed from the hidden states at
       the mask slots only (no full-vocabulary projection).
     - `objective="vocab"` (as the seed and Su's code): in training the scores become full-vocabulary

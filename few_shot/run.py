@@ -14,17 +14,15 @@ import sys
 from typing import Optional
 
 from few_shot import datasets
-from few_shot.errors import FewShotError
+from few_shot.errors import FewShotError, Interrupted, WorkerLost, interruptible, signals_ignored
 from few_shot.methods import get_method
 from few_shot.model_folder import check_model_folder, model_path
 from few_shot.owned_files import remove_owned
 from few_shot.paths import DEFAULT_MODEL_NAME
 from few_shot.pattern import Pattern, row_fields
-from few_shot.run_folder import (Interrupted, RunFolder, WorkerLost, backup_folder, check_output, check_resume,
-                                 check_worker_resume, cluster_task, interruptible, is_chief_task, BACKUP_FILES,
-                                 signals_ignored)
+from few_shot.run_folder import (BACKUP_FILES, RUN_FILES, RunFolder, backup_folder, check_output, check_resume,
+                                 check_worker_resume, cluster_task, is_chief_task, nearest_existing_parent)
 from few_shot.tasks import load_splits, make_verbalizer
-
 
 
 @dataclasses.dataclass
@@ -54,9 +52,13 @@ def prepare(config):
     if config.resume and multiworker and not is_chief_task(cluster_task() or ("worker", 0)):
         check_worker_resume(config.output)  # the run folder may live on the chief's host only
     elif config.resume:
-        resumed = check_resume(config.output, {**dataclasses.asdict(config), "pattern": pattern.template})
+        resumed = check_resume(config.output, {**dataclasses.asdict(config), "pattern": pattern.template,
+                                               "lr": config.learning_rate})
     elif config.output:
         check_output(config.output, config.overwrite)
+    elif method.trains and not os.access(nearest_existing_parent(os.path.join("runs", "new")), os.W_OK | os.X_OK):
+        raise FewShotError(f"no --output given and {os.path.abspath('runs')} cannot be created or written here; "
+                           f"pass --output DIR (a folder you can write)")
     check_model_folder(config.model)
     check_model_shape(config, method)
     check_pattern_fits(config, pattern, verbalizer)
@@ -97,10 +99,7 @@ def check_pattern_fits(config, pattern, verbalizer):
             tokenizer = Tokenizer(path)
             # the longest label word sets the [MASK] slots, as in PromptPreprocessor
             compiled = pattern.compile(tokenizer, max(len(ids) for ids in verbalizer.token_ids(tokenizer)))
-            budget = config.maxlen - pattern.fixed_length(compiled)
-            if budget < len(pattern.fields):
-                raise FewShotError(f"maxlen={config.maxlen} is too short for pattern {pattern.template!r}; use "
-                                   f"maxlen >= {config.maxlen - budget + len(pattern.fields)}")
+            pattern.check_maxlen(compiled, config.maxlen)
             return
 
 
@@ -120,24 +119,45 @@ def load_preprocessor(inputs):
 
 
 def run_training(config, inputs=None):
-    """Train `config.method` with per-epoch valid/test logging; save the best epoch -> metrics dict."""
+    """Train `config.method` with per-epoch valid/test logging; save the best epoch -> metrics dict.
+    Three steps: build the model (`build`), open the folder and make the callbacks (`callbacks_for`),
+    then fit and save (`fit_and_save`)."""
     inputs = inputs or prepare(config)
-    import keras
-    import numpy as np
+    built = build(config, inputs)
+    folder = open_folder(config, built)
+    logger, callbacks = callbacks_for(config, inputs, built, folder)
+    return fit_and_save(config, built, folder, logger, callbacks)
 
-    from few_shot import compat, semi
-    from few_shot.callbacks import (BEST_WEIGHTS, CSVLog, EpochLogger, ProgressLine, RunBackup, load_arrays,
-                                    plot_curves)
+
+@dataclasses.dataclass
+class Built:
+    """What `build` made: the strategy, the MLM, the preprocessor, the model (and the trainer that
+    fits it: a semi-supervised wrapper or the model itself), the encoded sets and the run summary."""
+    strategy: object
+    mlm: object
+    preprocessor: object
+    model: object
+    trainer: object
+    train_set: object
+    valid_set: object
+    test_set: object
+    unlabeled_set: object
+    summary: dict
+
+
+def build(config, inputs):
+    """Load the MLM and build, compile and describe the model under the distribution strategy."""
+    import keras
+
+    from few_shot import semi
     from few_shot.builder import build_model
     from few_shot.ptuning import count_params
-    from few_shot.config import steps_per_epoch
-    from few_shot.training import Scorer, is_chief, make_strategy, training_dataset
+    from few_shot.training import make_strategy
 
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy)
-    multiworker = config.strategy == "multiworker"
     print(f"model: {describe_model(config.model)}")
-    kind = "MultiWorkerMirroredStrategy" if multiworker else type(strategy).__name__
+    kind = "MultiWorkerMirroredStrategy" if config.strategy == "multiworker" else type(strategy).__name__
     print(f"strategy: {kind} with {strategy.num_replicas_in_sync} replica(s)")
     with strategy.scope():
         mlm, preprocessor = load_preprocessor(inputs)
@@ -148,7 +168,7 @@ def run_training(config, inputs=None):
         for m in (model, trainer):  # weights exist already; keras' BackupAndRestore wants `built` before fit
             if not m.built:
                 m.build()
-    train_set, valid_set, test_set = (preprocessor.encode(rows) for rows in (inputs.train, inputs.valid, inputs.test))
+    sets = [preprocessor.encode(rows) for rows in (inputs.train, inputs.valid, inputs.test)]
     unlabeled_set = semi.UnlabeledSet(inputs.unlabeled, preprocessor, seed=config.seed) if inputs.unlabeled else None
     trainable = count_params(model.trainable_weights)
     print(f"data: {len(inputs.train)} labelled train rows, {len(inputs.valid)} valid, {len(inputs.test)} test; "
@@ -162,19 +182,36 @@ def run_training(config, inputs=None):
     summary = {"config": used, "seed": config.seed, "trainable_params": trainable,
                "train_rows": len(inputs.train), "unlabeled_rows": len(inputs.unlabeled or ()),
                "unlabeled_source": inputs.unlabeled_source, "model": config.model or DEFAULT_MODEL_NAME}
-    # the folder is made (or a previous run's files replaced) only now, when every check has passed
-    folder = None
-    if is_chief(strategy):
-        if config.resume:
-            folder = RunFolder(config.output, created=False)
-        else:
-            folder = (RunFolder.prepare(config.output, config.overwrite) if config.output
-                      else RunFolder.unique("runs", config.method))
-    output = folder.path if folder else None
+    return Built(strategy, mlm, preprocessor, model, trainer, *sets, unlabeled_set, summary)
+
+
+def open_folder(config, built):
+    """The run folder, made (or a previous run's files replaced) only now, when every check has passed;
+    None on a worker of a cluster that does not write the run."""
+    from few_shot.training import is_chief
+    if not is_chief(built.strategy):
+        return None
+    if config.resume:
+        return RunFolder(config.output, created=False)
+    return RunFolder.prepare(config.output, config.overwrite) if config.output else RunFolder.unique("runs",
+                                                                                                      config.method)
+
+
+def callbacks_for(config, inputs, built, folder):
+    """-> (EpochLogger, every callback of the fit): evaluation and metrics.json first, then log.csv,
+    TensorBoard, the backup for --resume, early stopping and the progress line."""
+    import keras
+
     from few_shot.calibration import calibrated
-    logger = EpochLogger(calibrated(Scorer(model, config.eval_batch_size), config, preprocessor, inputs.train),
-                         valid_set, test_set, output, summary, labels=preprocessor.labels)
-    steps = steps_per_epoch(len(inputs.train), config.passes_per_epoch, config.batch_size)
+    from few_shot.callbacks import BEST_WEIGHTS, CSVLog, EpochLogger, ProgressLine, RunBackup, load_arrays
+    from few_shot.config import steps_per_epoch
+    from few_shot.training import Scorer
+
+    output = folder.path if folder else None
+    multiworker = config.strategy == "multiworker"
+    scorer = calibrated(Scorer(built.model, config.eval_batch_size), config, built.preprocessor, inputs.train)
+    logger = EpochLogger(scorer, built.valid_set, built.test_set, output, built.summary,
+                         labels=built.preprocessor.labels)
     callbacks = [logger]  # first: it adds valid_acc / test_acc to the logs the others read
     if output:
         if inputs.resumed is not None:
@@ -192,32 +229,42 @@ def run_training(config, inputs=None):
         callbacks.append(keras.callbacks.EarlyStopping("valid_acc", patience=config.early_stopping, mode="max",
                                                        verbose=1))
     if not sys.stdout.isatty():
+        steps = steps_per_epoch(len(inputs.train), config.passes_per_epoch, config.batch_size)
         callbacks.append(ProgressLine(steps, config.progress_seconds))
-    if multiworker:
+    return logger, callbacks
+
+
+def fit_and_save(config, built, folder, logger, callbacks):
+    """Fit; save the best epoch (also when interrupted: SIGINT/SIGTERM save what the finished epochs
+    reached and raise Interrupted with the line to print) -> the metrics dict."""
+    import numpy as np
+
+    from few_shot import compat, semi
+    from few_shot.callbacks import BEST_WEIGHTS, plot_curves
+    from few_shot.config import steps_per_epoch
+    from few_shot.training import training_dataset
+
+    output = folder.path if folder else None
+    train_set, unlabeled_set = built.train_set, built.unlabeled_set
+    if config.strategy == "multiworker":
         batch_inputs, labels = train_set.batch(np.arange(min(len(train_set), 2)))
         if unlabeled_set is not None:
             batch_inputs.update(unlabeled_set.batch(np.arange(min(len(unlabeled_set), 2)))[0])
-        compat.build_from_local_batch(trainer, strategy, (batch_inputs, labels))
+        compat.build_from_local_batch(built.trainer, built.strategy, (batch_inputs, labels))
     data = (training_dataset(train_set, config.batch_size, config.seed) if unlabeled_set is None else
             semi.semi_training_dataset(train_set, unlabeled_set, config.batch_size,
                                        config.unlabeled_batch_size or config.batch_size, config.seed))
+    steps = steps_per_epoch(len(train_set), config.passes_per_epoch, config.batch_size)
     # an earlier run's tf.data generator pipeline in this process (the experiment scripts run many)
-    # lingers until collected: let it go before this run's starts (README, Speed)
+    # lingers until collected: let it go before this run's starts (docs/results.md, Speed)
     gc.collect()
     try:
         with interruptible():
-            trainer.fit(data, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
-                        verbose=1 if sys.stdout.isatty() else 2)
+            built.trainer.fit(data, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
+                              verbose=1 if sys.stdout.isatty() else 2)
     except Interrupted as stop:
         with signals_ignored():  # a second Ctrl-C must not cut the save short
-            logger.status = "interrupted"
-            if logger.best_weights is not None:
-                save_run(config, model, logger, mlm, output)
-                where = (f"the best epoch so far ({logger.best['best_epoch']}) is saved in {output}; continue with "
-                         f"--resume --output {output}")
-            else:
-                logger.write()
-                where = f"no epoch had finished; {output} holds metrics.json only"
+            where = save_interrupted(config, built, folder, logger)
         raise Interrupted(stop.signum, f"interrupted during epoch {len(logger.epochs) + 1}: {where}") from None
     except BaseException as error:
         if folder is not None:
@@ -226,7 +273,7 @@ def run_training(config, inputs=None):
                 logger.write()
             else:
                 folder.discard_if_empty()
-        if multiworker and lost_worker(error):
+        if config.strategy == "multiworker" and lost_worker(error):
             cause = next((line.strip() for line in str(error).splitlines() if "aborted" in line.lower()),
                          type(error).__name__)
             raise WorkerLost(f"a worker of the cluster was lost during epoch {len(logger.epochs) + 1} ({cause[:160]}); "
@@ -234,7 +281,7 @@ def run_training(config, inputs=None):
                              f"last finished epoch from its backup") from None
         raise
     logger.status = "completed"
-    save_run(config, model, logger, mlm, output)
+    save_run(config, built.model, logger, built.mlm, output)
     if output:
         plot_curves(os.path.join(output, "curves.png"), logger.epochs, logger.best["best_epoch"])
         if os.path.exists(os.path.join(output, BEST_WEIGHTS)):  # model.keras holds them now
@@ -246,6 +293,26 @@ def run_training(config, inputs=None):
     else:
         print(f"done; the chief worker saves the run to {config.output}")
     return logger.metrics()
+
+
+def save_interrupted(config, built, folder, logger):
+    """After SIGINT/SIGTERM: the best finished epoch saved (status interrupted), or, if no epoch had
+    finished, the run's own files removed -> what the message says about the folder."""
+    output = folder.path if folder else None
+    logger.status = "interrupted"
+    if output is None:
+        return "this worker writes nothing; the chief saves the run"
+    if logger.best_weights is not None:
+        save_run(config, built.model, logger, built.mlm, output)
+        return (f"the best epoch so far ({logger.best['best_epoch']}) is saved in {output}; continue with "
+                f"--resume --output {output}")
+    if config.resume:  # the folder's earlier epochs stay, for another --resume
+        logger.write()
+        return f"no further epoch had finished; {output} is as it was, continue with --resume --output {output}"
+    remove_owned(output, RUN_FILES)
+    folder.discard_if_empty()
+    return "no epoch had finished, so nothing was saved" + ("" if not os.path.isdir(output) else
+                                                            f" ({output} holds only what was there before)")
 
 
 def lost_worker(error):

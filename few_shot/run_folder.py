@@ -4,13 +4,11 @@ Nothing a user made is deleted: `--overwrite` replaces only the files a run writ
 default folder is new for every run (two runs started in the same second get two folders), and a
 run that fails before writing anything removes only the folder it created itself.
 """
-import contextlib
 import json
 import os
-import signal
 import time
 
-from few_shot.errors import FewShotError, Interrupted, WorkerLost  # noqa: F401  (re-exported)
+from few_shot.errors import FewShotError
 from few_shot.methods import methods
 from few_shot.owned_files import remove_owned
 
@@ -28,8 +26,7 @@ def cluster_task():
     try:
         task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
     except (ValueError, AttributeError):
-        raise FewShotError("TF_CONFIG is not a JSON object; set it as in the README, 'Several GPUs, several "
-                           "machines'") from None
+        raise FewShotError("TF_CONFIG is not a JSON object; set it as in docs/distributed.md") from None
     return (task.get("type", "worker"), int(task.get("index", 0))) if task else None
 
 
@@ -57,6 +54,12 @@ def check_worker_resume(output):
                            f"cluster without --resume (and with --overwrite)")
 
 
+# What --resume may change: how long the run goes on (--epochs, to extend it; --early-stopping), the
+# evaluation batch size and progress lines (they change no number), and where it runs (--strategy).
+# Everything else must be the same (--max-valid/--max-test too: they change what "best epoch" means).
+RESUME_MAY_CHANGE = ("epochs", "early_stopping", "eval_batch_size", "progress_seconds", "strategy")
+
+
 def check_resume(path, config_fields):
     """--resume: `path` holds an unfinished run of the same options -> its metrics.json dict."""
     metrics_path = os.path.join(path, "metrics.json")
@@ -70,13 +73,15 @@ def check_resume(path, config_fields):
     if metrics.get("status") == "completed":
         raise FewShotError(f"--resume: the run in {path} has finished; to train longer start a new --output")
     saved = metrics.get("config", {})
-    same = ("method", "data", "model", "pattern", "verbalizer", "k", "seed", "maxlen", "batch_size", "objective",
-            "passes_per_epoch", "fewclue_fold", "train_fraction")
-    changed = [k for k in same if k in saved and saved[k] != config_fields.get(k)]
+    from few_shot.config import flag_of
+    fixed = [k for k in saved if k not in (*RESUME_MAY_CHANGE, "output", "overwrite", "resume")]
+    changed = [k for k in fixed if k in config_fields and saved[k] != config_fields[k]]
     if changed:
         k = changed[0]
-        raise FewShotError(f"--resume: {path} was run with {k}={saved[k]!r}, not {config_fields.get(k)!r}; resume "
-                           f"with the same options")
+        flag = flag_of(k)
+        raise FewShotError(f"--resume: {path} was run with {flag} {saved[k]!r}, not {config_fields[k]!r}; a resumed "
+                           f"run keeps its options (only {', '.join(map(flag_of, RESUME_MAY_CHANGE))} may change): pass "
+                           f"{flag} {saved[k]!r} or start a new --output")
     return metrics
 
 
@@ -142,30 +147,3 @@ class RunFolder:
         """After a failure: remove the folder if this run created it and wrote nothing into it."""
         if self.created and os.path.isdir(self.path) and not os.listdir(self.path):
             os.rmdir(self.path)
-
-
-@contextlib.contextmanager
-def signals_ignored():
-    """SIGINT and SIGTERM ignored while a run saves what it has."""
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-@contextlib.contextmanager
-def interruptible():
-    """Turn SIGINT (Ctrl-C) and SIGTERM (kill, a scheduler's time limit) into `Interrupted`, raised
-    at the next Python step, so the run can save what it has; the old handlers come back after."""
-    def handler(signum, frame):
-        raise Interrupted(signum)
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    except KeyboardInterrupt:  # a Ctrl-C that arrived before our handler was in place
-        raise Interrupted(signal.SIGINT) from None
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)

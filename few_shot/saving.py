@@ -5,7 +5,7 @@ few_shot/__init__.py), so `keras.models.load_model` reads these files like any o
 import os
 import zipfile
 
-from few_shot.errors import FewShotError
+from few_shot.errors import FewShotError, permission_denied
 
 SERIALIZABLE_MODULES = ("few_shot.bert", "few_shot.layers", "few_shot.preprocessor", "few_shot.ptuning",
                         "few_shot.deep", "few_shot.lora")
@@ -26,7 +26,7 @@ def load_model(path):
         raise FewShotError(f"{path}: cannot be read as a few_shot model (not a complete .keras zip file); the "
                            f"file is damaged or not from few_shot: rerun the training")
     if not os.access(path, os.R_OK):
-        raise FewShotError(f"{path}: permission denied; make it readable (chmod u+r)")
+        raise permission_denied(path, "model file")
     register_classes()
     import keras
     try:

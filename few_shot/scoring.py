@@ -6,24 +6,32 @@ import os
 from few_shot.errors import FewShotError, user_errors
 
 
+def no_target(flag, path):
+    """The one message for a --predict / --evaluate / --export target that is not there."""
+    return FewShotError(f"{flag} {path}: no such run folder or prompt file; pass the --output folder of a finished "
+                        f"run (or its prompt.safetensors / lora.safetensors)")
+
+
+def check_targets(flag, targets):
+    """Every target exists, and a folder holds a model.keras (checked before anything loads)."""
+    for target in targets:
+        if not os.path.exists(target):
+            raise no_target(flag, target)
+        if os.path.isdir(target) and not os.path.isfile(os.path.join(target, "model.keras")):
+            raise FewShotError(f"{flag} {target}: holds no model.keras; pass the --output folder of a finished run "
+                               f"(or its prompt.safetensors / lora.safetensors)")
+
+
 def split_targets(args, flag="--predict"):
-    """--predict TARGET [TARGET ...] [--] TEXT [TEXT ...] -> (targets, texts). Without `--`, the leading
-    arguments that exist (run folders, prompt files) are the trained prompts and the rest the texts; a
-    text that names an existing folder or file is ambiguous, so `--` marks where the texts begin."""
-    if "--" in args:
-        n = args.index("--")
-        targets, texts = args[:n], args[n + 1:]
-        missing = [t for t in targets if not os.path.exists(t)]
-        if missing or not targets:
-            raise FewShotError(f"{flag} {missing[0] if missing else '--'}: no such run folder or prompt file before "
-                               f"`--`; pass RUN_DIR [RUN_DIR ...] -- TEXT [TEXT ...]")
-        return targets, texts
+    """--predict TARGET [TARGET ...] TEXT [TEXT ...] -> (targets, texts): the leading arguments that exist
+    (run folders, prompt files) are the trained prompts, the rest the texts. A text that names an
+    existing folder or file would be taken for a target, so when nothing is left for a text the error
+    says to put `--` before the texts."""
     n = 0
     while n < len(args) and os.path.exists(args[n]):
         n += 1
     if not n:
-        raise FewShotError(f"{flag} {args[0] if args else ''}: no such run folder or prompt file; pass the --output "
-                           f"folder of a finished run (or its prompt.safetensors / lora.safetensors)")
+        raise no_target(flag, args[0] if args else "")
     if n == len(args) and n > 1 and flag == "--predict":
         raise FewShotError(f"{flag}: every argument names an existing file or folder ({args[-1]!r} too), so none is "
                            f"read as a text; put `--` before the texts: {flag} {args[0]} -- TEXT [TEXT ...]")
@@ -48,6 +56,7 @@ def predict_command(targets, texts=None, model=None, calibrate=None, unlabeled=N
     with user_errors():
         if texts is None:
             targets, texts = split_targets(list(targets))
+        check_targets("--predict", targets)
         if not texts:
             raise FewShotError("--predict RUN_DIR [RUN_DIR ...] TEXT [TEXT ...]: no text given; add the texts to label")
         blank = [i for i, text in enumerate(texts) if not text.strip()]
@@ -90,7 +99,8 @@ def evaluate_command(targets, config):
         config.check()
         targets, rest = split_targets(list(targets), "--evaluate")
         if rest:
-            raise FewShotError(f"--evaluate {rest[0]}: no such run folder or prompt file")
+            raise no_target("--evaluate", rest[0])
+        check_targets("--evaluate", targets)
         start_tensorflow()
         result = evaluate(targets, config)
         print(f"evaluate - {len(targets)} prompt(s){' (one batched pass)' if len(targets) > 1 else ''} - "

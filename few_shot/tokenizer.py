@@ -14,17 +14,15 @@ from few_shot.errors import FewShotError
 _SPECIAL = re.compile(r"(\[(?:CLS|SEP|PAD|MASK|UNK|unused\d+)\])")
 
 
+# The CJK ideograph ranges BERT isolates (the last but two as the Rust normalizer of BertTokenizerFast);
+# the one definition: masking.py and export.py build their patterns from it.
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+              (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+CJK = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in CJK_RANGES) + "]")
+
+
 def _is_cjk(cp):
-    return (
-        0x4E00 <= cp <= 0x9FFF
-        or 0x3400 <= cp <= 0x4DBF
-        or 0x20000 <= cp <= 0x2A6DF
-        or 0x2A700 <= cp <= 0x2B73F
-        or 0x2B740 <= cp <= 0x2B81F
-        or 0x2B920 <= cp <= 0x2CEAF  # as the Rust normalizer of BertTokenizerFast
-        or 0xF900 <= cp <= 0xFAFF
-        or 0x2F800 <= cp <= 0x2FA1F
-    )
+    return 0x4E00 <= cp <= 0x9FFF or any(lo <= cp <= hi for lo, hi in CJK_RANGES[1:])
 
 
 def _is_punctuation(ch):

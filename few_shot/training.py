@@ -82,8 +82,8 @@ def make_strategy(kind="mirrored"):
     import tensorflow as tf
     if kind == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise FewShotError("--strategy multiworker needs TF_CONFIG set on every worker; see README "
-                               "'Several machines'")
+            raise FewShotError("--strategy multiworker needs TF_CONFIG set on every worker; see "
+                               "docs/distributed.md")
         compat.patch_multiworker_log_reduction()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if kind == "none":

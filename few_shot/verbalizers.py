@@ -5,7 +5,7 @@ import json
 import os
 
 from few_shot.datasets import TNEWS_VERBALIZER
-from few_shot.errors import FewShotError
+from few_shot.errors import FewShotError, permission_denied
 from few_shot.pattern import ZERO_SHOT_PATTERN, field_names, lookup, row_fields
 
 SENTIMENT_VERBALIZER = {"0": "不", "1": "很"}
@@ -43,6 +43,8 @@ class Verbalizer:
             try:
                 with open(spec, encoding="utf-8") as f:
                     return verbalizer_from(_json_object(json.load(f), spec))
+            except PermissionError:
+                raise permission_denied(spec, "verbalizer file") from None
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise FewShotError(f"--verbalizer {spec}: not valid UTF-8 JSON ({str(e).splitlines()[0]}); "
                                    f"write an object such as {{\"1\": \"很\", \"0\": \"不\"}}") from None
@@ -106,7 +108,7 @@ class PerLengthVerbalizer(Verbalizer):
     group with L [MASK] slots, and a label's score is the MEAN of its tokens' log-probabilities
     (log-softmax over the whole vocabulary) at its group's slots, so long and short words compare.
     Chosen over fixed two-character words derived from the names by zero-shot accuracy on dev_0
-    (README, FewCLUE)."""
+    (docs/fewclue.md)."""
 
     def token_ids(self, tokenizer):
         return self.word_ids(tokenizer)  # lengths may differ: each group gets its own [MASK] slots

@@ -184,7 +184,7 @@ def run_benchmark(settings, data_folder, progress=True):
 
     from tqdm.auto import tqdm
 
-    from few_shot.loading import DEFAULT_MODEL
+    from few_shot.paths import DEFAULT_MODEL
     plan = plan_stages(settings)
     rows = common.load_rows(data_folder)
     iso = settings["isolation"]

@@ -54,7 +54,7 @@ CASES = [
     ("few_shot_ptuning.py", ["--k", "0"], ["--k"]),
     ("few_shot_ptuning.py", ["--train-fraction", "2"], ["--train-fraction"]),
     ("few_shot_ptuning.py", ["--maxlen", "600"], ["--maxlen 600", "512 positions"]),
-    ("few_shot_ptuning.py", ["--fewclue-fold", "abc"], ["--fewclue-fold", "0, 1, 2, 3, 4 or all"]),
+    ("few_shot_ptuning.py", ["--fewclue-fold", "abc"], ["--fewclue-fold", "invalid choice", "'all'"]),
     ("few_shot_ptuning.py", ["--verbalizer", "{bad"], ["not valid JSON"]),
     ("few_shot_ptuning.py", ["--verbalizer", "{json_cut}"], ["not valid UTF-8 JSON"]),
     ("few_shot_ptuning.py", ["--verbalizer", "{json_list}"], ["not an object"]),

@@ -9,7 +9,7 @@ import pytest
 
 from few_shot import FewShotError, load_mlm
 from few_shot.checkpoints import MissingHeadWarning
-from few_shot.loading import DEFAULT_MODEL
+from few_shot.paths import DEFAULT_MODEL
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")

@@ -19,7 +19,8 @@ import pytest  # noqa: E402
 
 from few_shot.errors import FewShotError  # noqa: E402
 from few_shot.batching import pad_batch  # noqa: E402
-from few_shot.loading import DEFAULT_MODEL, load_mlm  # noqa: E402
+from few_shot.loading import load_mlm  # noqa: E402
+from few_shot.paths import DEFAULT_MODEL  # noqa: E402
 from few_shot.masking import CJK, BlockStream, DocumentTokenizer, Masker  # noqa: E402
 from few_shot.pretraining import (  # noqa: E402
     CHECKPOINT_DIR, LOG_FILE, OPTIMIZER_FILE, STATE_FILE, BadLineWarning, MLMBatches, PretrainConfig, PretrainingRun,

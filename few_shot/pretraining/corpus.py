@@ -3,7 +3,7 @@ import os
 import warnings
 
 from few_shot.errors import FewShotError
-from few_shot.masking import CJK
+from few_shot.tokenizer import CJK
 
 MAX_LISTED_LINES = 5
 

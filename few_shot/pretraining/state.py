@@ -9,10 +9,10 @@ import numpy as np
 from few_shot import checkpoints as ckpt
 from few_shot.bert import BertMaskedLM
 from few_shot.errors import FewShotError
-from few_shot.loading import DEFAULT_MODEL, load_mlm
+from few_shot.loading import load_mlm
+from few_shot.paths import DEFAULT_MODEL
 from few_shot.owned_files import move_leftovers, remove_owned
-from few_shot.pretraining.config import (ARCH_FLAGS, CHECKPOINT_DIR, CHECKPOINT_FILES, OPTIMIZER_FILE, STATE_FILE,
-                                         flag)
+from few_shot.pretraining.config import ARCH_FLAGS, CHECKPOINT_FILES, OPTIMIZER_FILE, STATE_FILE, flag
 from few_shot.tokenizer import Tokenizer, load_vocab
 
 

@@ -1,7 +1,7 @@
 """CSLDCP: 67 subjects of a paper abstract. The label words are the subject names themselves, 2 to
 13 tokens: a PerLengthVerbalizer encodes a row once per name length and scores a name by the mean
 log-probability of its tokens. It was measured on dev_0 against two-character words taken from the
-names (FIXED_WORDS, fixed_length_words: 材料科学与工程 -> 材料) and chosen (docs/readme_fewclue.md)."""
+names (FIXED_WORDS, fixed_length_words: 材料科学与工程 -> 材料) and chosen (docs/fewclue.md)."""
 from few_shot.verbalizers import PerLengthVerbalizer
 from few_shot.tasks.base import Task, fixed_length_words
 

@@ -2,7 +2,7 @@
 themselves, 1 to 7 tokens: a PerLengthVerbalizer encodes a row once per name length (1, 2, 3, 4,
 7 [MASK]s) and scores a name by the mean log-probability of its tokens. It was measured on dev_0
 against two-character words taken from the names (FIXED_WORDS, fixed_length_words: 地图导航 ->
-地图) and chosen (docs/readme_fewclue.md)."""
+地图) and chosen (docs/fewclue.md)."""
 from few_shot.verbalizers import PerLengthVerbalizer
 from few_shot.tasks.base import Task, fixed_length_words
 

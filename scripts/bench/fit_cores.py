@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""How many cores a p-tuning `fit` keeps busy (README, Speed: the one-core slowdown). One process:
+"""How many cores a p-tuning `fit` keeps busy (docs/results.md, Speed: the one-core slowdown). One process:
 build the default p-tuning model on the bundled model, run a short warm-up `fit`, then time a
 second `fit` and print its seconds per step and CPU-seconds per wall second. Run it in several
 fresh processes: the slowdown shows as ~0.7 s/step at ~1.0 cores instead of ~0.4 s/step at ~1.8.

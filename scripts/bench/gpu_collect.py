@@ -59,7 +59,8 @@ def probe_accuracy(pretrained, rows, batch_size=64):
 
 
 def cmd_probe(args):
-    from few_shot.loading import DEFAULT_MODEL, load_mlm
+    from few_shot.loading import load_mlm
+    from few_shot.paths import DEFAULT_MODEL
     rows = read_texts(args.rows, args.limit)
     loaded = {}
 

@@ -196,7 +196,7 @@ def stage_epoch(bench, strategy=None):
         valid, test = bench.valid_set, bench.test_set
         with Clock() as trace_train:  # traces the train function (tf.data: unknown lengths, one trace)
             model.fit(dataset, epochs=1, steps_per_epoch=1, shuffle=False, verbose=0)
-            gc.collect()  # that fit's generator pipeline would linger beside the timed one (README, Speed)
+            gc.collect()  # that fit's generator pipeline would linger beside the timed one (docs/results.md, Speed)
         with Clock() as trace_eval:  # traces Scorer's function: its first two batches
             for idx in scorer.batches(valid)[:2]:
                 scorer.fn(valid.batch(idx)[0])
