@@ -1,4 +1,5 @@
-"""Install with `pip install -e .` (add `[test]` for the test oracles: transformers + CPU torch)."""
+"""Install with `pip install -e .` (add `[test]` for the test oracles: transformers + CPU torch; `[docs]` for
+the documentation site: `pip install -e '.[docs]' && mkdocs serve`)."""
 import os
 import re
 
@@ -40,5 +41,8 @@ setup(
         # a range would let pip fetch a multi-GB CUDA build instead.
         # jax: the pretraining path is tested on the torch and JAX backends (GPU machines without TF)
         "test": ["pytest", "transformers", "torch==2.13.0", "jax"],
+        # the documentation site (mkdocs.yml; tests/test_docs.py builds it with --strict); mkdocs is held to the
+        # 1.x series the site was built with (mkdocs 1.6, mkdocs-material 9.8, mkdocstrings 1.0 + python 2.0)
+        "docs": ["mkdocs>=1.6,<2", "mkdocs-material>=9.5", "mkdocstrings[python]>=1.0"],
     },
 )
