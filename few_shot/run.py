@@ -46,7 +46,6 @@ def prepare(config):
     method = get_method(config.method)
     verbalizer = make_verbalizer(config.verbalizer, config.task)
     pattern = Pattern(config.resolved_pattern())
-    method.check_pattern(pattern)
     resumed = None
     multiworker = config.strategy == "multiworker"
     if config.resume and multiworker and not is_chief_task(cluster_task() or ("worker", 0)):
@@ -64,6 +63,7 @@ def prepare(config):
     check_pattern_fits(config, pattern, verbalizer)
     train, valid, test = load_splits(config, verbalizer)
     pattern.check_fields(row_fields(train[0][0]), config.data)
+    method.check_pattern(pattern)
     unlabeled, source = datasets.unlabeled_texts(config, train) if method.trains else (None, None)
     return RunInputs(config, pattern, verbalizer, train, valid, test, unlabeled, source, resumed)
 
