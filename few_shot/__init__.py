@@ -12,6 +12,8 @@ import importlib.abc
 import importlib.util
 import sys
 
+from few_shot.lazy import lazy_exports
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -36,16 +38,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'few_shot' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 def _register_keras_classes():

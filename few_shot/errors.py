@@ -43,14 +43,19 @@ class Interrupted(Exception):
 
 
 @contextlib.contextmanager
-def signals_ignored():
-    """SIGINT and SIGTERM ignored while a run saves what it has."""
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+def _handling(handler):
+    """SIGINT and SIGTERM go to `handler` inside; the previous handlers come back after."""
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def signals_ignored():
+    """SIGINT and SIGTERM ignored while a run saves what it has."""
+    return _handling(signal.SIG_IGN)
 
 
 @contextlib.contextmanager
@@ -62,9 +67,9 @@ def interruptible():
     def handler(signum, frame):
         received.append(signum)
         raise Interrupted(signum)
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        with _handling(handler):
+            yield
     except Interrupted as stop:
         raise Interrupted(received[0] if received else stop.signum, stop.message) from None
     except KeyboardInterrupt:  # a Ctrl-C that arrived before our handler was in place
@@ -73,9 +78,6 @@ def interruptible():
         if received:  # a framework turned our Interrupted into an error of its own while unwinding
             raise Interrupted(received[0]) from None
         raise
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ checking the corpus), `prepare` (every check before Keras loads), `probe` (the z
 schedule, optimizer, strategy), `state` (checkpoints and the starting model), `run` (PretrainingRun,
 run_pretraining, progress). Everything public is importable from `few_shot.pretraining`.
 """
-import importlib
+from few_shot.lazy import lazy_exports
 
 # Names are imported on first use (PEP 562): `few_shot.pretraining.prepare` and `.config` check a run's
 # input without TensorFlow or Keras; the training modules import Keras.
@@ -30,7 +30,7 @@ _MODULES = {
                                     "OUTPUTS", "RESUME_FIXED", "STATE_FILE", "PretrainConfig", "check_config",
                                     "check_output", "prepare_output", "resolve"),
     "few_shot.pretraining.corpus": ("BadLineWarning", "read_corpus"),
-    "few_shot.pretraining.prepare": ("PreparedRun", "prepare", "read_state"),
+    "few_shot.pretraining.prepare": ("PreparedRun", "read_state"),
     "few_shot.pretraining.probe": ("PROBE_PATTERN", "PROBE_WORDS", "ZeroShotProbe", "read_probe"),
     "few_shot.pretraining.run": ("PretrainingRun", "run_pretraining"),
     "few_shot.pretraining.state": ("build_model", "restore_optimizer", "save_checkpoint"),
@@ -41,13 +41,4 @@ _EXPORTS = {name: module for module, names in _MODULES.items() for name in names
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'few_shot.pretraining' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
