@@ -123,5 +123,6 @@ def export_command(target, out_dir, model=None):
 
 def config_from_args(args, script):
     """The RunConfig of a parsed command line: the method the flags ask for (few_shot/methods/)."""
-    return RunConfig.from_namespace(args, method=method_from_args(args, script),
-                                    semi=bool(args.semi or args.unlabeled))
+    with user_errors():
+        return RunConfig.from_namespace(args, method=method_from_args(args, script),
+                                        semi=bool(args.semi or args.unlabeled))

@@ -97,20 +97,21 @@ class RunConfig(*option_classes()):
         return get_method(self.method).default_lr if self.lr is None else self.lr
 
     def resolved_pattern(self):
-        """--pattern, else `[u1..uN][MASK]{text}` for --prompt-length N, else the method's default:
-        the P-tuning pattern for trained methods, the verbalizer's hand-written one for zero-shot."""
+        """--pattern, else the method's default (few_shot/methods/) from the soft pattern (the task's or
+        the package's P-tuning pattern, or `[u1..uN][MASK]{text}` for --prompt-length N) and the
+        hand-written one (the task's, or the verbalizer's)."""
         from few_shot.pattern import PTUNING_PATTERN
         from few_shot.verbalizers import zero_shot_pattern
         if self.pattern is not None:
             return self.pattern
-        if self.task is not None and self.prompt_length is None:
+        task = None
+        if self.task is not None:
             from few_shot.tasks import get_task
-            return get_task(self.task).pattern_for(self.method)
-        if self.method == "zeroshot":
-            return zero_shot_pattern(self.verbalizer)
-        if self.prompt_length is not None:
-            return prompt_pattern(self.prompt_length)
-        return PTUNING_PATTERN
+            task = get_task(self.task)
+        hand_written = task.zero_shot_pattern if task else zero_shot_pattern(self.verbalizer)
+        soft = (prompt_pattern(self.prompt_length) if self.prompt_length is not None
+                else task.ptuning_pattern if task else PTUNING_PATTERN)
+        return get_method(self.method).default_pattern(hand_written, soft, self.prompt_length)
 
     def check(self):
         """Every value a run could not use -> FewShotError naming the flag and the fix. Returns self."""

@@ -86,6 +86,10 @@ def check_members(members):
         if (a["verbalizer"], a["label_token_ids"]) != (b["verbalizer"], b["label_token_ids"]):
             raise FewShotError(f"{m.source}: verbalizer {b['verbalizer']} differs from {first.source}'s "
                                f"{a['verbalizer']}; ensemble members must score the same label words")
+        if a.get("source_token_ids") != b.get("source_token_ids"):
+            raise FewShotError(f"{m.source}: its prompt rows replace the input tokens {b.get('source_token_ids')}, "
+                               f"{first.source}'s {a.get('source_token_ids')} (changed prompt tuning); ensemble "
+                               f"members must replace the same tokens")
         if (a["pattern"], a["prompt_token_ids"]) != (b["pattern"], b["prompt_token_ids"]):
             raise FewShotError(f"{m.source}: pattern {b['pattern']!r} differs from {first.source}'s "
                                f"{a['pattern']!r}; ensemble members must use one pattern")
@@ -127,17 +131,19 @@ class EnsembleModel(keras.Model):
         """The N single models (sharing the base's MLM and preprocessor): what N separate passes run."""
         base = self.base
         return [single_model(base.backbone, base.label_token_ids, base.prompt_token_ids, base.objective,
-                             base.preprocessor, self.prompts[n], None if self.deep is None else self.deep[n])
+                             base.preprocessor, self.prompts[n], None if self.deep is None else self.deep[n],
+                             base.source_token_ids)
                 for n in range(self.size)]
 
 
-def single_model(backbone, label_token_ids, prompt_token_ids, objective, preprocessor, prompt, deep=None):
+def single_model(backbone, label_token_ids, prompt_token_ids, objective, preprocessor, prompt, deep=None,
+                 source_token_ids=None):
     """A frozen PtuningModel (DeepPromptModel with `deep` states) whose prompt rows are `prompt`."""
     from few_shot.deep import DeepPromptModel
     from few_shot.ptuning import PtuningModel
     cls = PtuningModel if deep is None else DeepPromptModel
     model = cls(backbone, label_token_ids, prompt_token_ids, encoder="none", objective=objective,
-                preprocessor=preprocessor)
+                preprocessor=preprocessor, source_token_ids=source_token_ids)
     model.prompt_encoder.set_initial_embeddings(prompt)
     if deep is not None:
         model.deep_prompt.set_initial_states(deep)
@@ -166,7 +172,8 @@ def build_ensemble(members, mlm=None):
                            f"one has {backbone.hidden_size}; use the model the prompts name")
     preprocessor = PromptPreprocessor(tokenizer, first.meta["pattern"], first.meta["verbalizer"], first.meta["maxlen"])
     base = single_model(backbone, first.meta["label_token_ids"], first.meta["prompt_token_ids"],
-                        first.meta.get("objective", "label"), preprocessor, first.prompt, first.deep)
+                        first.meta.get("objective", "label"), preprocessor, first.prompt, first.deep,
+                        first.meta.get("source_token_ids"))
     deep = None if first.deep is None else np.stack([m.deep for m in members])
     return EnsembleModel(base, np.stack([m.prompt for m in members]), deep)
 

@@ -213,7 +213,8 @@ def serving_model(model):
         return model
     folded = PtuningModel(model.backbone, model.label_token_ids, model.prompt_token_ids, encoder="none",
                           objective=model.objective, train_backbone=model.train_backbone,
-                          trainable_layers=model.trainable_layers, name="served")
+                          trainable_layers=model.trainable_layers, source_token_ids=model.source_token_ids,
+                          name="served")
     folded.prompt_encoder.set_initial_embeddings(fold_prompt(model))
     folded.build()
     return folded

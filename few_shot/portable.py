@@ -56,7 +56,7 @@ def model_meta(model, model_ref=None):
             "prompt_token_ids": model.prompt_token_ids, "label_token_ids": model.label_token_ids,
             "maxlen": text["maxlen"], "model": None if model_ref is None else str(model_ref),
             "hidden_size": int(model.backbone.hidden_size), "vocab_size": int(model.backbone.vocab_size),
-            "objective": model.objective}
+            "objective": model.objective, "source_token_ids": getattr(model, "source_token_ids", None)}
 
 
 def write_tensors(path, tensors, fmt, meta):
@@ -124,7 +124,8 @@ def _load(path, mlm):
     if matrix.shape != (len(meta["prompt_token_ids"]), backbone.hidden_size):
         raise FewShotError(f"{path}: the prompt matrix is {matrix.shape}, not [prompt tokens, hidden size "
                            f"{backbone.hidden_size}]; the file is damaged")
-    common = dict(encoder="none", init="unused", objective=meta.get("objective", "label"), preprocessor=preprocessor)
+    common = dict(encoder="none", init="unused", objective=meta.get("objective", "label"), preprocessor=preprocessor,
+                  source_token_ids=meta.get("source_token_ids"))
     if meta.get("deep"):
         from few_shot.deep import DeepPromptModel
         model = DeepPromptModel(backbone, meta["label_token_ids"], meta["prompt_token_ids"], head=meta["head"],

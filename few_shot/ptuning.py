@@ -28,11 +28,15 @@ class PtuningModel(keras.Model):
       `trainable_layers` encoder layers plus the MLM head).
     - `preprocessor`: the PromptPreprocessor that makes this model's inputs from raw rows; saved
       with the model, so `keras.models.load_model` gives back a model that reads text.
+    - `source_token_ids` ("changed" prompt tuning): the vocabulary token each prompt row was initialised
+      from (`init="label"` or `"vocab"`); wherever such a token occurs in the input, it too gets its
+      trained prompt row instead of its frozen embedding, so the input and the prompt stay consistent
+      (a token that started several rows takes the first; -1: none). `changed=True` fills them in.
     """
 
     def __init__(self, backbone, label_token_ids, prompt_token_ids=(), encoder="lstm", init="unused",
                  objective="label", train_backbone=False, trainable_layers=None, seed=0, preprocessor=None,
-                 **kwargs):
+                 changed=False, source_token_ids=None, **kwargs):
         # model.keras files written before the preprocessor existed carry these three instead
         self.legacy_text_config = {k: kwargs.pop(k) for k in ("pattern", "verbalizer", "maxlen") if k in kwargs}
         super().__init__(**kwargs)
@@ -50,6 +54,10 @@ class PtuningModel(keras.Model):
         self.trainable_layers = trainable_layers
         self.seed = seed
         self.preprocessor = preprocessor
+        if changed and source_token_ids is None:
+            ids = self._initial_prompt_ids()
+            source_token_ids = [t if t not in ids[:i] else -1 for i, t in enumerate(ids)]
+        self.source_token_ids = None if source_token_ids is None else [int(i) for i in source_token_ids]
         self.num_labels = len(self.label_token_ids)
         self.num_masks = len(self.label_token_ids[0])
         self._freeze_backbone()
@@ -75,18 +83,29 @@ class PtuningModel(keras.Model):
             for i, layer in enumerate(bb.encoder_layers):
                 layer.trainable = i >= bb.num_layers - self.trainable_layers
 
-    def _initial_prompt_rows(self):
-        table = ops.convert_to_numpy(self.backbone.embedding_matrix)
+    def _initial_prompt_ids(self):
+        """The vocabulary tokens whose embeddings start the prompt rows: the [unusedN] slots themselves,
+        tokens sampled from the vocabulary ("Random Vocab"), or the label words repeated to the prompt
+        length ("Class Label"); None for random rows."""
         n = len(self.prompt_token_ids)
-        rng = np.random.default_rng(self.seed)
         if self.init == "unused":
-            return table[self.prompt_token_ids]
+            return list(self.prompt_token_ids)
         if self.init == "vocab":
-            return table[rng.choice(np.arange(FIRST_REAL_TOKEN, len(table)), size=n, replace=False)]
+            vocab = self.backbone.vocab_size
+            return np.random.default_rng(self.seed).choice(np.arange(FIRST_REAL_TOKEN, vocab), size=n,
+                                                           replace=False).tolist()
         if self.init == "label":
             words = [i for ids in self.label_token_ids for i in ids]
-            return table[[words[i % len(words)] for i in range(n)]]
-        return rng.normal(0.0, table.std(), size=(n, table.shape[1])).astype("float32")
+            return [words[i % len(words)] for i in range(n)]
+        return None
+
+    def _initial_prompt_rows(self):
+        table = ops.convert_to_numpy(self.backbone.embedding_matrix)
+        ids = self._initial_prompt_ids()
+        if ids is not None:
+            return table[ids]
+        rng = np.random.default_rng(self.seed)
+        return rng.normal(0.0, table.std(), size=(len(self.prompt_token_ids), table.shape[1])).astype("float32")
 
     def prompt_embeddings(self, training=False):
         """The [prompt_length, hidden] vectors that replace the prompt tokens' embeddings."""
@@ -107,9 +126,13 @@ class PtuningModel(keras.Model):
                                     before_layer=self.layer_prompts(inputs, match, training))
 
     def prompt_slots(self, token_ids, dtype):
-        """[B, T, P]: 1 where token t is the p-th prompt token."""
+        """[B, T, P]: 1 where token t is the p-th prompt token (or, changed, the p-th row's source token)."""
         ids = ops.convert_to_tensor(self.prompt_token_ids, dtype="int32")
-        return ops.cast(ops.equal(token_ids[:, :, None], ids[None, None, :]), dtype)
+        match = ops.equal(token_ids[:, :, None], ids[None, None, :])
+        if self.source_token_ids is not None:  # a vocabulary token is never an [unusedN] slot: no double match
+            sources = ops.convert_to_tensor(self.source_token_ids, dtype="int32")
+            match = ops.logical_or(match, ops.equal(token_ids[:, :, None], sources[None, None, :]))
+        return ops.cast(match, dtype)
 
     def layer_prompts(self, inputs, match, training=False):
         """`before_layer` for backbone.encode: None here; deep prompts (few_shot/layers/deep_prompt.py)
@@ -141,7 +164,8 @@ class PtuningModel(keras.Model):
                       label_token_ids=self.label_token_ids, prompt_token_ids=self.prompt_token_ids,
                       encoder=self.encoder, init=self.init, objective=self.objective,
                       train_backbone=self.train_backbone, trainable_layers=self.trainable_layers,
-                      seed=self.seed, preprocessor=None if self.preprocessor is None else
+                      seed=self.seed, source_token_ids=self.source_token_ids,
+                      preprocessor=None if self.preprocessor is None else
                       keras.saving.serialize_keras_object(self.preprocessor))
         return config
 

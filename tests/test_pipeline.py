@@ -117,7 +117,7 @@ def test_build_model_every_method(method):
     expected = {"ptuning": lambda n: 0 < n < backbone_params, "mlp": lambda n: n == 8 * 16 + 2 * (16 * 16 + 16),
                 "prompt": lambda n: n == 8 * 16, "finetune": lambda n: n == backbone_params,
                 "deep": lambda n: n == 8 * 16 + 1 * 8 * 16, "lora": lambda n: n == 2 * 2 * (16 * 8 + 8 * 16),
-                "zeroshot": lambda n: n == 0}[method]
+                "zeroshot": lambda n: n == 0, "hybrid": lambda n: n == 8 * 16, "changed": lambda n: n == 8 * 16}[method]
     assert expected(trainable), (method, trainable)
     x, _ = data.batch(np.arange(len(data)))
     assert tuple(model(x).shape) == (len(data), 2)

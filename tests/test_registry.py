@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_every_method_is_registered_with_its_options_and_files():
     names = [m.name for m in methods()]
-    assert names == ["zeroshot", "deep", "ptuning", "mlp", "prompt", "lora", "finetune"]
+    assert names == ["zeroshot", "deep", "hybrid", "changed", "ptuning", "mlp", "prompt", "lora", "finetune"]
     assert [m.encoder for m in methods() if m.name in ("ptuning", "mlp", "prompt")] == ["lstm", "mlp", "none"]
     assert type(get_method("ptuning")) is type(get_method("prompt"))  # one prompt method, three encoders
     fields = {f.name for f in dataclasses.fields(RunConfig)}
@@ -36,7 +36,7 @@ def test_options_of_another_method_are_refused_naming_both():
     cases = [(dict(method="lora", trainable_layers=2), "--trainable-layers is an option of finetune runs, not of lora "
                                                        "runs (--lora): drop --trainable-layers"),
              (dict(method="ptuning", head="cls"), "--head is an option of deep runs, not of ptuning runs: add --deep"),
-             (dict(method="finetune", init="label"), "--init is an option of deep/ptuning/mlp/prompt runs")]
+             (dict(method="finetune", init="label"), "--init is an option of deep/hybrid/changed/ptuning/mlp/prompt runs")]
     for fields, message in cases:
         with pytest.raises(FewShotError, match=message.replace("(", r"\(").replace(")", r"\)")):
             RunConfig(**fields).check()

@@ -43,6 +43,11 @@ class Method:
     def check(self, config):
         """Checks of this method that involve more than its own options (which check themselves)."""
 
+    def default_pattern(self, hand_written, soft, prompt_length):
+        """The pattern when --pattern is not given: the soft one (the P-tuning pattern, or [u1..uN] for
+        --prompt-length N), or the task's / verbalizer's hand-written one."""
+        return soft
+
     def check_pattern(self, pattern):
         """The pattern suits the method (e.g. it has [uN] slots for a prompt to train)."""
 

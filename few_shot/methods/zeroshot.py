@@ -16,6 +16,9 @@ class ZeroShotMethod(Method):
     def chosen_by(self, args):
         return bool(getattr(args, "zero_shot", False))
 
+    def default_pattern(self, hand_written, soft, prompt_length):
+        return hand_written
+
     def check_pattern(self, pattern):
         if pattern.prompt_tokens:
             raise FewShotError(f"zero-shot pattern {pattern.template!r} has soft-prompt slots, which are untrained; "

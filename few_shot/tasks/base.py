@@ -47,10 +47,6 @@ class Task:
     def make_verbalizer(self):
         return verbalizer_from(self.verbalizer)
 
-    def pattern_for(self, method):
-        """The default pattern of a method: the hand-written one for zero-shot, else the P-tuning one."""
-        return self.zero_shot_pattern if method == "zeroshot" else self.ptuning_pattern
-
     # -- reading ---------------------------------------------------------------------------------
 
     def read(self, path):
