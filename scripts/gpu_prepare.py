@@ -12,7 +12,7 @@ What travels to the GPU machine is the working tree (tracked + untracked-not-ign
     reporting that task), xz-compressed to at most CORPUS_XZ_BUDGET bytes: all of zh_corpus.txt, then
     as much of zh_corpus_extra.txt (in file order) as fits.
 Removed texts: data/sentiment/sentiment.test.data (and sentiment.valid.data, the zero-shot probe set),
-and the text fields of ../shared/data/fewclue/*/test_public.json (TEST_FIELDS below). Lines and test
+and the text fields of ../shared/data/fewclue/*/test_public.json (few_shot/evaluation_texts.py). Lines and test
 texts are compared after NFKC + lower-case + removing all whitespace; a line is dropped when it equals a
 test text or contains one of >= MIN_CONTAINED_CHARS characters (exact substring, GNU `grep -F`): the few
 test texts shorter than that ('赞', 'ok', '不错', '520', '他哭了', ...) only remove lines equal to them
@@ -25,88 +25,23 @@ import hashlib
 import json
 import lzma
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import unicodedata
 from importlib import metadata
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from few_shot.evaluation_texts import (MIN_CONTAINED_CHARS, MIN_PIECE_CHARS, TEST_FIELDS,  # noqa: E402,F401
+                                       collect_test_texts, drop_test_texts)
 CORPUS_XZ_BUDGET = 15 * 2 ** 20  # bytes of xz for all corpus files together (repo ~41 MiB + wheels ~3 MiB)
 XZ_PRESET = 6
 WHEELS = ("keras", "namex", "optree")  # what the GPU machine lacks for Keras (see keras' Requires-Dist)
 PIP_PLATFORM = ["--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
                 "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64"]
-TEST_FIELDS = {"bustm": ("sentence1", "sentence2"), "ocnli": ("sentence1", "sentence2"), "csl": ("abst",),
-               "chid": ("content",), "cluewsc": ("text",), "csldcp": ("content",), "iflytek": ("sentence",),
-               "tnews": ("sentence",)}
-SENTIMENT_FILES = ("sentiment.test.data", "sentiment.valid.data")
-MIN_PIECE_CHARS = 8
-MIN_CONTAINED_CHARS = 4
-IDIOM_BLANK = re.compile(r"#idiom\d*#")
 CORPUS_FILES = ("zh_corpus.txt", "zh_corpus_extra.txt")
-
-
-def normalize(text):
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text).lower())
-
-
-def sentiment_texts(path):
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            text = line.rstrip("\r\n").rpartition("\t")[0]
-            if text.strip():
-                yield text
-
-
-def fewclue_texts(path, task):
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            for field in TEST_FIELDS[task]:
-                text = row.get(field)
-                if not isinstance(text, str) or not text.strip():
-                    continue
-                if task == "chid":  # the passage with its idioms blanked out: its pieces are what a corpus holds
-                    for piece in IDIOM_BLANK.split(text.rstrip(".…").rstrip()):
-                        if len(normalize(piece)) >= MIN_PIECE_CHARS:
-                            yield piece
-                else:
-                    yield text
-
-
-def collect_test_texts(shared):
-    """-> {source name: set of normalised texts}."""
-    sources = {}
-    for name in SENTIMENT_FILES:
-        path = os.path.join(REPO, "data", "sentiment", name)
-        sources[f"sentiment/{name}"] = {normalize(t) for t in sentiment_texts(path)} - {""}
-    for task in sorted(TEST_FIELDS):
-        path = os.path.join(shared, "data", "fewclue", task, "test_public.json")
-        if not os.path.exists(path):
-            raise SystemExit(f"error: {path} not found; pass --shared (the folder holding data/fewclue)")
-        sources[f"fewclue/{task}/test_public.json"] = {normalize(t) for t in fewclue_texts(path, task)} - {""}
-    return sources
-
-
-def matching_lines(norm_path, patterns, tmp):
-    """Line numbers (0-based) of `norm_path` that contain any of `patterns` (grep -F, bytes)."""
-    patterns = {p for p in patterns if p}
-    if not patterns:  # an empty pattern file would match every line
-        return set()
-    pat_path = os.path.join(tmp, "patterns.txt")
-    with open(pat_path, "w", encoding="utf-8") as f:
-        f.write("\n".join(sorted(patterns)) + "\n")
-    proc = subprocess.run(["grep", "-n", "-F", "-f", pat_path, norm_path], stdout=subprocess.PIPE,
-                          env={**os.environ, "LC_ALL": "C"})
-    if proc.returncode not in (0, 1):
-        raise SystemExit(f"error: grep failed with exit code {proc.returncode}")
-    return {int(line.split(b":", 1)[0]) - 1 for line in proc.stdout.splitlines()}
 
 
 def filter_corpus(path, sources, tmp):
@@ -115,24 +50,9 @@ def filter_corpus(path, sources, tmp):
         lines = f.read().split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    norm_path = os.path.join(tmp, "normalized.txt")
-    norm = [normalize(line) for line in lines]
-    with open(norm_path, "w", encoding="utf-8") as f:
-        f.write("\n".join(norm) + "\n")
-    everything = set().union(*sources.values())
-    removed = {i for i, n in enumerate(norm) if n in everything}
-    removed |= matching_lines(norm_path, {t for t in everything if len(t) >= MIN_CONTAINED_CHARS}, tmp)
-    hit_path = os.path.join(tmp, "removed.txt")  # per-source counts: grep again, on the removed lines only
-    hit_lines = sorted(removed)
-    with open(hit_path, "w", encoding="utf-8") as f:
-        f.write("\n".join(norm[i] for i in hit_lines) + "\n")
-    per_source = {}
-    for name, texts in sources.items():
-        hits = {hit_lines[j] for j in matching_lines(hit_path, {t for t in texts if len(t) >= MIN_CONTAINED_CHARS},
-                                                     tmp)}
-        per_source[name] = len(hits | {i for i in hit_lines if norm[i] in texts})
-    kept = [line for i, line in enumerate(lines) if i not in removed and line.strip()]
-    report = {"file": os.path.basename(path), "lines": len(lines), "removed_lines": len(removed),
+    kept, per_source = drop_test_texts(lines, sources)
+    kept = [line for line in kept if line.strip()]
+    report = {"file": os.path.basename(path), "lines": len(lines), "removed_lines": len(lines) - len(kept),
               "removed_lines_per_source": per_source, "kept_documents": len(kept)}
     return kept, report
 
@@ -213,7 +133,7 @@ def main(argv=None):
     budget = int(args.budget_mib * 2 ** 20)
     os.makedirs(out, exist_ok=True)
     wheels = [] if args.skip_wheels else download_wheels(os.path.join(out, "whl"))
-    sources = collect_test_texts(args.shared)
+    sources = collect_test_texts(os.path.join(args.shared, "data", "fewclue"))
     print("test texts (normalised, distinct): " + ", ".join(f"{k} {len(v)}" for k, v in sources.items()))
     corpus_dir = os.path.join(out, "corpus")
     if os.path.isdir(corpus_dir):

@@ -105,7 +105,36 @@ CASES = [
     ("scripts/pretrain_mlm.py", ["--corpus", "{corpus}", "--output", "{dir}/p", "--init-from", "{noweights}"],
      ["has no weights"]),
     ("scripts/pretrain_mlm.py", ["--corpus", "{corpus}", "--output", "{out}"], ["not empty", "--overwrite"]),
+    # prompt pretraining (PPT) and --prompt-init
+    ("scripts/pretrain_prompts.py", ["--corpus", "{file}", "--output", "{dir}/p", "--keep-test-texts"], ["no Chinese"]),
+    ("scripts/pretrain_prompts.py", ["--corpus", "{emptyfile}", "--output", "{dir}/p", "--keep-test-texts"],
+     ["no documents"]),
+    ("scripts/pretrain_prompts.py", ["--corpus", "{oneline}", "--output", "{dir}/p", "--keep-test-texts"],
+     ["one document per line"]),
+    ("scripts/pretrain_prompts.py", ["--corpus", "{corpus}", "--output", "{dir}/p", "--formats", "pair,nsp"],
+     ["--formats", "choose from pair, choice, single, unified"]),
+    ("scripts/pretrain_prompts.py", ["--corpus", "{corpus}", "--output", "{dir}/p", "--fewclue-root", "{dir}/none"],
+     ["--fewclue-root", "--keep-test-texts"]),
+    ("scripts/pretrain_prompts.py", ["--corpus", "{corpus}", "--output", "{out}"], ["not empty", "--overwrite"]),
+    ("few_shot_ptuning.py", ["--encoder", "none", "--prompt-init", "{prompt_hidden32}"],
+     ["--prompt-init", "made on the MLM", "hidden 32"]),
+    ("few_shot_ptuning.py", ["--encoder", "none", "--prompt-init", "{prompt_4rows}"],
+     ["--prompt-init", "4 prompt rows", "8 soft tokens"]),
+    ("few_shot_ptuning.py", ["--encoder", "none", "--prompt-init", "{file}"], ["plain.txt", "cannot be read"]),
+    ("few_shot_ptuning.py", ["--prompt-init", "{prompt_4rows}", "--init", "label"], ["--prompt-init and --init"]),
 ]
+
+
+def prompt_file(path, rows, hidden, vocab=21128):
+    """A portable prompt file (its header is all the checks read)."""
+    import numpy as np
+
+    from few_shot.paths import DEFAULT_MODEL
+    from few_shot.portable import FORMAT, TENSOR, write_tensors
+    meta = {"pattern": "[u1][MASK]{text}", "verbalizer": {"0": "不", "1": "很"}, "prompt_token_ids": [1],
+            "label_token_ids": [[679], [2523]], "maxlen": 64, "model": DEFAULT_MODEL, "hidden_size": hidden,
+            "vocab_size": vocab, "objective": "label"}
+    return write_tensors(str(path), {TENSOR: np.zeros((rows, hidden), "float32")}, FORMAT, meta)
 
 
 def resumable(folder, method, **options):
@@ -137,10 +166,17 @@ def test_bad_argument_is_one_line_exit_2_before_tensorflow(script, args, needles
     (tmp_path / "noweights" / "config.json").write_text("{}")
     (tmp_path / "noweights" / "vocab.txt").write_text("[PAD]\n")
     (tmp_path / "corpus.txt").write_text("今天天气很好。\n这家酒店不错。\n", encoding="utf-8")
+    (tmp_path / "oneline.txt").write_text("今天天气很好。我们去公园。这家酒店不错。", encoding="utf-8")
+    (tmp_path / "emptyfile.txt").write_text("\n\n", encoding="utf-8")
     fill = {"{out}": str(out), "{file}": str(tmp_path / "plain.txt"), "{dir}": str(tmp_path / "empty"),
             "{json_list}": str(tmp_path / "list.json"), "{json_cut}": str(tmp_path / "cut.json"),
             "{run}": str(tmp_path / "run"), "{noweights}": str(tmp_path / "noweights"),
-            "{corpus}": str(tmp_path / "corpus.txt")}
+            "{corpus}": str(tmp_path / "corpus.txt"), "{oneline}": str(tmp_path / "oneline.txt"),
+            "{emptyfile}": str(tmp_path / "emptyfile.txt")}
+    if "{prompt_hidden32}" in args:
+        fill["{prompt_hidden32}"] = prompt_file(tmp_path / "p32.safetensors", 8, 32)
+    if "{prompt_4rows}" in args:
+        fill["{prompt_4rows}"] = prompt_file(tmp_path / "p4.safetensors", 4, 256)
     if "{resumable}" in args:
         fill["{resumable}"] = resumable(tmp_path / "resumable", "ptuning")
     if "{resumable_lora}" in args:
@@ -149,8 +185,8 @@ def test_bad_argument_is_one_line_exit_2_before_tensorflow(script, args, needles
         fill["{resumable_ft}"] = resumable(tmp_path / "resumable", "finetune", trainable_layers=2)
     args = [fill.get(a, a.replace("{dir}", str(tmp_path / "empty"))) for a in args]
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    quick = QUICK if script != "scripts/pretrain_mlm.py" else []
-    output = ([] if script == "scripts/pretrain_mlm.py" or "--predict" in args or "--export" in args
+    quick = QUICK if script.startswith("few_shot") else []
+    output = ([] if script.startswith("scripts/") or "--predict" in args or "--export" in args
               or "--output" in args else ["--output", str(out / "run")])
     result = run(script, [*quick, *args, *output], cwd=tmp_path, pythonpath=no_tensorflow)
     assert_one_line(result, needles)

@@ -223,7 +223,7 @@ def test_cli_bad_input_is_one_line_and_exit_2_before_tensorflow_loads(tmp_path):
     model, _, _ = tiny_model("zeroshot", pattern=PAIR, rows=PAIR_ROWS)
     save_run(model, pair_run, os.path.join(REPO_ROOT, "models", "zh-bert-mini", "vocab.txt"))
     cases = [((str(tmp_path / "missing"), str(tmp_path / "out")), "no such run folder"),
-             ((str(tmp_path), str(tmp_path / "out")), "has no model.keras"),
+             ((str(tmp_path), str(tmp_path / "out")), "holds no model.keras"),
              ((str(run_dir), str(used)), "the folder is not empty"),
              ((str(run_dir), str(used / "notes.txt")), "is a file"),
              ((str(run_dir), str(tmp_path / "v[1]")), "glob pattern"),

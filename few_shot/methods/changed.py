@@ -4,7 +4,7 @@ vocab`: sampled tokens, their "Random Vocab"), and every occurrence of those tok
 the trained row instead of the frozen embedding, so that input and prompt stay consistent. No prompt
 encoder; the MLM stays frozen. Writes prompt.safetensors (with the replaced token ids)."""
 from few_shot.errors import FewShotError
-from few_shot.methods.prompt import PromptMethod
+from few_shot.methods.prompt import PromptMethod, start_from_file
 
 
 class ChangedMethod(PromptMethod):
@@ -28,5 +28,5 @@ class ChangedMethod(PromptMethod):
 
     def build(self, backbone, preprocessor, config, common):
         from few_shot.ptuning import PtuningModel
-        return PtuningModel(backbone, preprocessor.label_token_ids, preprocessor.prompt_token_ids, encoder="none",
-                            init=config.init, changed=True, **common)
+        return start_from_file(PtuningModel(backbone, preprocessor.label_token_ids, preprocessor.prompt_token_ids,
+                                            encoder="none", init=config.init, changed=True, **common), config)

@@ -3,7 +3,7 @@ MLM; label words at [MASK], or a linear head on [CLS] (`--head cls`). Writes pro
 (the input prompt and the deeper states)."""
 import dataclasses
 
-from few_shot.methods.prompt import PromptMethod, PromptOptions
+from few_shot.methods.prompt import PromptMethod, PromptOptions, start_from_file
 from few_shot.errors import FewShotError
 
 HEADS = ("mask", "cls")
@@ -43,12 +43,14 @@ class DeepMethod(PromptMethod):
             raise FewShotError("--calibrate divides label-word probabilities; a --head cls model has none")
 
     def check_model(self, config, shape):
+        super().check_model(config, shape)
         if shape.get("num_hidden_layers", 2) < 2:
             raise FewShotError("deep prompts need an MLM with at least 2 encoder layers; pass another --model")
 
     def build(self, backbone, preprocessor, config, common):
         from few_shot.deep import DeepPromptModel
         # --deep-reparam: the input prompt through an MLP too (the deeper states have their own)
-        return DeepPromptModel(backbone, preprocessor.label_token_ids, preprocessor.prompt_token_ids,
-                               encoder="mlp" if config.deep_reparam else "none", init=config.init,
-                               reparam=config.deep_reparam, head=config.head, **common)
+        model = DeepPromptModel(backbone, preprocessor.label_token_ids, preprocessor.prompt_token_ids,
+                                encoder="mlp" if config.deep_reparam else "none", init=config.init,
+                                reparam=config.deep_reparam, head=config.head, **common)
+        return start_from_file(model, config)
