@@ -11,7 +11,6 @@ import pytest
 from conftest import TINY_ROWS, tiny_model
 from few_shot import FewShotError, RunConfig
 from few_shot.methods import get_method, method_for_format, methods, option_classes, register
-from few_shot.methods.registry import Method
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
