@@ -58,7 +58,8 @@ def run(args, out):
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ,
                                                                                   "TF_CPP_MIN_LOG_LEVEL": "3"})
     if done.returncode != 0:
-        raise SystemExit(f"error: {shlex.join(command)} failed ({done.returncode}); see {out}.log")
+        from few_shot.errors import FewShotError
+        raise FewShotError(f"{shlex.join(command)} failed ({done.returncode}); see {out}.log")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
@@ -87,7 +88,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ppt", required=True, help="the --output folder of scripts/pretrain_prompts.py")
     p.add_argument("--output", default="runs/prompt_methods")
-    p.add_argument("--tasks", default="sentiment,bustm,ocnli,csl,chid,tnews")
+    p.add_argument("--tasks", default="sentiment,bustm,chid,tnews,ocnli,csl")
     p.add_argument("--seeds", type=int, default=3, help="seeds 1..N (sentiment) / folds 0..N-1 (FewCLUE)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--passes-per-epoch", type=int, default=4)
@@ -95,14 +96,21 @@ def main(argv=None):
     p.add_argument("--max-test", type=int, default=1000, help="sentiment test rows (FewCLUE test_public is whole)")
     p.add_argument("--json-dir", default=os.path.join(ROOT, "docs", "results"))
     args = p.parse_args(argv)
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in SHAPE]
-    if unknown or args.seeds < 1:
-        raise SystemExit(f"error: --tasks {','.join(unknown)}: choose from {', '.join(SHAPE)}; --seeds >= 1")
-    files = {fmt: os.path.join(args.ppt, f"{fmt}.safetensors") for fmt in ("pair", "choice", "single", "unified")}
-    missing = [f for f in {files[SHAPE[t]] for t in tasks} | {files["unified"]} if not os.path.isfile(f)]
-    if missing:
-        raise SystemExit(f"error: {missing[0]}: not found; run scripts/pretrain_prompts.py --output {args.ppt} first")
+    from few_shot.errors import FewShotError, user_errors
+    with user_errors():
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        unknown = [t for t in tasks if t not in SHAPE]
+        if unknown or not tasks or args.seeds < 1:
+            raise FewShotError(f"--tasks {','.join(unknown)} --seeds {args.seeds}: choose tasks from "
+                               f"{', '.join(SHAPE)} and --seeds >= 1")
+        files = {fmt: os.path.join(args.ppt, f"{fmt}.safetensors") for fmt in ("pair", "choice", "single", "unified")}
+        missing = sorted(f for f in {files[SHAPE[t]] for t in tasks} | {files["unified"]} if not os.path.isfile(f))
+        if missing:
+            raise FewShotError(f"{missing[0]}: not found; run scripts/pretrain_prompts.py --output {args.ppt} first")
+        run_all(args, tasks, files)
+
+
+def run_all(args, tasks, files):
     common = ["--epochs", str(args.epochs), "--passes-per-epoch", str(args.passes_per_epoch), "--maxlen", "128"]
     results = {name: {} for name, _ in METHODS + [(REFERENCE, None)]}
     t0, total, done = time.time(), len(tasks) * args.seeds * len(METHODS), 0
@@ -120,7 +128,12 @@ def main(argv=None):
                       f"{accs[-1]:.4f} (valid {metrics['best_valid_acc']:.4f})", flush=True)
             results[name][task] = cell(accs)
         results[REFERENCE][task] = cell([reference(task, s, common + limits)["test_acc"]
-                                             for s in range(1, args.seeds + 1)])
+                                         for s in range(1, args.seeds + 1)])
+        write_tables(args, tasks[:tasks.index(task) + 1], results)  # after every task: a partial table is usable
+    print(f"wrote {args.json_dir}/prompt_methods.json and ppt_cost.json; now: python scripts/docs_tables.py")
+
+
+def write_tables(args, tasks, results):
     command = ["python scripts/pretrain_prompts.py --corpus ../shared/data/corpus/zh_corpus.txt --output "
                f"{args.ppt} (see ppt_cost)",
                f"python scripts/prompt_methods.py --ppt {args.ppt} --output {args.output} --tasks {','.join(tasks)} "
@@ -142,7 +155,6 @@ def main(argv=None):
     with open(os.path.join(args.json_dir, "prompt_methods.json"), "w", encoding="utf-8") as f:
         json.dump(table, f, indent=1, ensure_ascii=False)
     write_ppt_cost(args.ppt, args.json_dir)
-    print(f"wrote {args.json_dir}/prompt_methods.json and ppt_cost.json; now: python scripts/docs_tables.py")
 
 
 def write_ppt_cost(ppt, json_dir):

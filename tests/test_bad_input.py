@@ -122,6 +122,8 @@ CASES = [
      ["--prompt-init", "4 prompt rows", "8 soft tokens"]),
     ("few_shot_ptuning.py", ["--encoder", "none", "--prompt-init", "{file}"], ["plain.txt", "cannot be read"]),
     ("few_shot_ptuning.py", ["--prompt-init", "{prompt_4rows}", "--init", "label"], ["--prompt-init and --init"]),
+    ("scripts/prompt_methods.py", ["--ppt", "{dir}", "--tasks", "sentiment,nope"], ["--tasks nope", "choose tasks"]),
+    ("scripts/prompt_methods.py", ["--ppt", "{dir}"], [".safetensors: not found", "pretrain_prompts.py"]),
 ]
 
 
