@@ -1,5 +1,6 @@
 """Callbacks of a training run: per-epoch evaluation and bookkeeping (EpochLogger), a progress line
-for logs that are not a terminal (ProgressLine), and the curves.png of a finished run."""
+for logs that are not a terminal (ProgressLine), and the curves.png of a finished run. Both lines end
+with `- eta: H:MM:SS`, the whole fit's remaining wall time (estimate_eta), once it can be estimated."""
 import json
 import os
 import time
@@ -17,6 +18,41 @@ def save_arrays(path, arrays):
     os.replace(path + ".tmp", path)
 
 
+def format_eta(seconds):
+    """Seconds -> 'H:MM:SS' (hours unbounded: '27:46:40')."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def epoch_estimate(durations):
+    """The wall time of a further epoch, from the finished epochs' durations (training + evaluation +
+    the callbacks): the first one also traces the graphs, so it is left out once a later one is known."""
+    steady = list(durations[1:]) or list(durations)
+    return sum(steady) / len(steady) if steady else None
+
+
+def estimate_eta(epochs_after, durations=(), steps=0, steps_left=0, step_seconds=None, eval_seconds=None,
+                 elapsed=0.0):
+    """Remaining wall time of a fit: the rest of the current epoch plus `epochs_after` whole epochs.
+
+    The current epoch: `steps_left` of its `steps` steps at `step_seconds` each (measured after its
+    first step, which may trace the graph) plus its evaluation (`eval_seconds`: the last finished
+    epoch's; unknown, so 0, in the first epoch); without a step time, the epoch estimate less the
+    `elapsed` part. A whole epoch: `epoch_estimate(durations)`, or, before any epoch has finished,
+    `steps` steps at `step_seconds`. -> seconds, or None when nothing is known yet."""
+    per_epoch = epoch_estimate(durations)
+    if step_seconds is not None:
+        current = steps_left * step_seconds + (eval_seconds or 0.0)
+        if per_epoch is None:
+            per_epoch = steps * step_seconds + (eval_seconds or 0.0)
+    elif per_epoch is not None:
+        current = max(0.0, per_epoch - elapsed)
+    else:
+        return None
+    return current + epochs_after * per_epoch
+
+
 def load_arrays(path):
     with np.load(path) as data:
         return [data[f"arr_{i}"] for i in range(len(data.files))]
@@ -26,8 +62,10 @@ class EpochLogger(keras.callbacks.Callback):
     """After each epoch: valid/test accuracy (and macro-F1), best-on-valid bookkeeping with the test
     confusion matrix at the best epoch, one log line, metrics.json."""
 
-    def __init__(self, scorer, valid, test, output=None, summary=None, labels=None):
+    def __init__(self, scorer, valid, test, output=None, summary=None, labels=None, clock=time.monotonic):
         super().__init__()
+        self.clock = clock
+        self.marks = []  # clock() when this fit began and when each of its epochs was logged
         self.scorer, self.valid, self.test = scorer, valid, test
         self.labels = labels
         self.output = output
@@ -46,6 +84,18 @@ class EpochLogger(keras.callbacks.Callback):
         self.best.update({k: metrics[k] for k in ("test_macro_f1_at_best", "test_confusion_at_best") if k in metrics})
         self.best_weights = best_weights
         self.resumed_seconds = float(metrics.get("wall_seconds", 0.0))
+
+    def on_train_begin(self, logs=None):
+        self.marks = [self.clock()]
+
+    def eta_suffix(self, epoch):
+        """' - eta: H:MM:SS' (the epochs left of this fit at the pace of its finished ones), or '' after
+        its last epoch or outside a fit."""
+        total = (self.params or {}).get("epochs")
+        if not total or epoch + 1 >= total or len(self.marks) < 2:
+            return ""
+        durations = [b - a for a, b in zip(self.marks, self.marks[1:])]
+        return f" - eta: {format_eta((total - epoch - 1) * epoch_estimate(durations))}"
 
     def on_epoch_end(self, epoch, logs=None):
         from sklearn.metrics import confusion_matrix, f1_score
@@ -77,9 +127,11 @@ class EpochLogger(keras.callbacks.Callback):
             self.best_weights = [keras.ops.convert_to_numpy(w) for w in self.model.trainable_weights]
             if self.output:  # so that --resume after a crash knows the best epoch's weights
                 save_arrays(os.path.join(self.output, BEST_WEIGHTS), self.best_weights)
+        if self.marks:
+            self.marks.append(self.clock())
         print(f"epoch: {epoch + 1} - loss: {record['loss']:.4f} - valid_acc: {valid_acc:.4f} - "
               f"test_acc: {test_acc:.4f} - best_valid_acc: {self.best['best_valid_acc']:.4f} - "
-              f"test_acc_at_best: {self.best['test_acc_at_best']:.4f}", flush=True)
+              f"test_acc_at_best: {self.best['test_acc_at_best']:.4f}{self.eta_suffix(epoch)}", flush=True)
         self.write()
 
     def restore_best(self):
@@ -125,26 +177,57 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
 class ProgressLine(keras.callbacks.Callback):
     """When stdout is not a terminal (CI, nohup, a scheduler's log): a line every `seconds` (and at
-    the first step), so a long epoch shows it is alive. On a terminal Keras' own bar does this."""
+    the first step), so a long epoch shows it is alive. On a terminal Keras' own bar does this.
+    The first epoch of a fit also prints after `early_steps` steps past the first one (which traces the
+    graph), the first line with the fit's remaining time (`- eta: H:MM:SS`, see estimate_eta)."""
 
-    def __init__(self, steps, seconds=60.0):
+    def __init__(self, steps, seconds=60.0, early_steps=5, clock=time.monotonic):
         super().__init__()
-        self.steps, self.seconds = steps, seconds
+        self.steps, self.seconds, self.early_steps, self.clock = steps, seconds, early_steps, clock
         self.epoch, self.last, self.start = 0, 0.0, 0.0
+        self.epoch_starts = []  # clock() at each epoch's start in this fit (its duration: to the next one)
+        self.train_seconds = None  # the last finished epoch's training steps (the rest: evaluation, callbacks)
+        self.first_step_end, self.last_step_end = None, None
+
+    def on_train_begin(self, logs=None):
+        self.epoch_starts, self.train_seconds = [], None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch, self.start = epoch + 1, time.time()
+        now = self.clock()
+        if self.epoch_starts and self.last_step_end is not None:
+            self.train_seconds = self.last_step_end - self.epoch_starts[-1]
+        self.epoch_starts.append(now)
+        self.epoch, self.start = epoch + 1, now
         self.last = self.start - self.seconds  # the first step prints
+        self.first_step_end = self.last_step_end = None
+
+    def eta(self, batch, now):
+        """Seconds left of the fit after step `batch` (0-based) of the current epoch, or None."""
+        total = (self.params or {}).get("epochs")
+        if not total:
+            return None
+        durations = [b - a for a, b in zip(self.epoch_starts, self.epoch_starts[1:])]
+        step_seconds = ((now - self.first_step_end) / batch if batch >= 1 and self.first_step_end is not None
+                        else None)
+        eval_seconds = durations[-1] - self.train_seconds if durations and self.train_seconds is not None else None
+        return estimate_eta(total - self.epoch, durations, self.steps, self.steps - batch - 1, step_seconds,
+                            eval_seconds, now - self.start)
 
     def on_train_batch_end(self, batch, logs=None):
-        now = time.time()
-        if now - self.last < self.seconds:
+        now = self.clock()
+        self.last_step_end = now
+        if batch == 0:
+            self.first_step_end = now
+        early = len(self.epoch_starts) == 1 and batch == min(self.early_steps, self.steps - 1) and batch > 0
+        if now - self.last < self.seconds and not early:
             return
         self.last = now
         loss = (logs or {}).get("loss")
         loss = f" - loss: {float(loss):.4f}" if loss is not None else ""
         rate = (batch + 1) / max(now - self.start, 1e-9)
-        print(f"epoch {self.epoch} step {batch + 1}/{self.steps}{loss} - {rate:.2f} steps/s", flush=True)
+        eta = self.eta(batch, now)
+        eta = f" - eta: {format_eta(eta)}" if eta is not None else ""
+        print(f"epoch {self.epoch} step {batch + 1}/{self.steps}{loss} - {rate:.2f} steps/s{eta}", flush=True)
 
 
 def plot_curves(path, epochs, best_epoch=None):

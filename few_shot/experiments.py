@@ -60,14 +60,17 @@ def run_one(config, run_dir):
     start_tensorflow()
     import keras
 
-    from few_shot import run
+    from few_shot import compat, run
     from few_shot.methods import get_method
     config = config.replace(output=run_dir, overwrite=True)  # replaces an unfinished run's own files
     os.makedirs(os.path.dirname(run_dir), exist_ok=True)
     keras.backend.clear_session()
     gc.collect()
-    with open(run_dir + ".log", "w", encoding="utf-8") as f, contextlib.redirect_stdout(f):
+    # released_gradients: a finished run's graphs, and the MLM and model they hold, must not outlive it
+    with open(run_dir + ".log", "w", encoding="utf-8") as f, contextlib.redirect_stdout(f), compat.released_gradients():
         metrics = run.run_training(config) if get_method(config.method).trains else run.zero_shot(config)
+    keras.backend.clear_session()
+    gc.collect()
     return metrics, False
 
 
