@@ -34,6 +34,8 @@ def add_serve_args(parser):
                    help="--serve: at most this many rows (of any tasks) per pass of the MLM (default 32)")
     s.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
                    help="--serve: a row waits at most this long for others to batch with (default 5)")
+    s.add_argument("--workers", type=positive_int, default=2,
+                   help="--serve: batches scored at once, each on its own thread (default 2)")
     s.add_argument("--max-instances", type=positive_int, default=1024,
                    help="--serve: at most this many instances per request (more: 413; default 1024)")
 
@@ -72,7 +74,7 @@ def main(argv=None):
             parser.error("--serve answers with the model's own probabilities, uncalibrated; drop --calibrate")
         from few_shot.serve import serve_command
         return serve_command(args.serve, args.model, args.host, args.port, args.max_batch_size, args.max_wait_ms,
-                             args.max_instances)
+                             args.max_instances, args.workers)
     if args.export and args.calibrate:
         parser.error("--export writes the model's own probabilities, uncalibrated; drop --calibrate")
     if args.export:

@@ -16,7 +16,8 @@ Endpoints (the exact formats: docs/serving.md):
 
 Micro-batching across tasks: the rows of every request (any task) queue up; one worker takes up to
 `max_batch_size` rows as soon as that many wait or the oldest has waited `max_wait_ms`, and scores them in
-ONE pass of the MLM (MultiTaskModel.probabilities) on a worker thread, while new requests keep queueing.
+ONE pass of the MLM (MultiTaskModel.probabilities) on a worker thread (`workers` passes at once), while new
+requests keep queueing.
 A bad request gets a 4xx and {"error": "..."} naming the problem (404 unknown task, 400 not JSON or a bad
 instance, 413 a body or instance list over the limits); a failure while scoring is a 500 for the requests
 of that batch alone. SIGTERM / Ctrl-C: the server stops accepting connections, finishes the requests in
@@ -45,15 +46,17 @@ class Job:
 
 class Batcher:
     """Rows of every task wait in one queue; `run` scores them in batches of at most `max_batch_size` rows,
-    each as soon as it is full or its oldest row has waited `max_wait_ms`."""
+    each as soon as it is full or its oldest row has waited `max_wait_ms`, on up to `workers` threads at once
+    (a second pass overlaps the first: on a CPU one pass of a small model does not keep every core busy)."""
 
-    def __init__(self, model, max_batch_size=32, max_wait_ms=5.0):
+    def __init__(self, model, max_batch_size=32, max_wait_ms=5.0, workers=2):
         from concurrent.futures import ThreadPoolExecutor
         self.model, self.max_batch_size, self.max_wait = model, int(max_batch_size), max(0.0, max_wait_ms) / 1000
         self.pending = collections.deque()
         self.arrived, self.full = asyncio.Event(), asyncio.Event()
+        self.free = asyncio.Semaphore(workers)
         self.closing = False
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="few_shot-batcher")
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="few_shot-batcher")
         self.batches = self.rows = self.mixed = 0  # counters for /healthz (mixed: batches of several tasks)
 
     async def submit(self, encoded):
@@ -69,34 +72,46 @@ class Batcher:
 
     async def run(self):
         loop = asyncio.get_running_loop()
+        running = set()
         while self.pending or not self.closing:
             if not self.pending:
                 self.arrived.clear()
                 await self.arrived.wait()
                 continue
-            wait = self.pending[0].arrived + self.max_wait - loop.time()
-            if len(self.pending) < self.max_batch_size and wait > 0 and not self.closing:
+            await self.free.acquire()  # a worker is free (rows keep arriving while all are busy)
+            while len(self.pending) < self.max_batch_size and not self.closing:
+                wait = self.pending[0].arrived + self.max_wait - loop.time()
+                if wait <= 0:
+                    break
                 self.full.clear()
                 try:
                     await asyncio.wait_for(self.full.wait(), wait)
                 except asyncio.TimeoutError:
                     pass
-                continue
             batch = [self.pending.popleft() for _ in range(min(self.max_batch_size, len(self.pending)))]
-            try:
-                probs = await loop.run_in_executor(self.executor, self.model.probabilities, [p.row for p in batch])
-            except Exception as e:  # noqa: BLE001  (the requests of this batch get a 500; the server goes on)
-                for p in batch:
-                    if not p.job.future.done():
-                        p.job.future.set_exception(RuntimeError(f"scoring failed: {type(e).__name__}: {e}"))
-                continue
-            self.batches, self.rows = self.batches + 1, self.rows + len(batch)
-            self.mixed += len({p.row[0] for p in batch}) > 1
-            for p, prob in zip(batch, probs):
-                p.job.results[p.index] = prob
-                p.job.left -= 1
-                if not p.job.left and not p.job.future.done():
-                    p.job.future.set_result(p.job.results)
+            scoring = asyncio.create_task(self.score(batch))
+            running.add(scoring)
+            scoring.add_done_callback(running.discard)
+        await asyncio.gather(*running)
+
+    async def score(self, batch):
+        loop = asyncio.get_running_loop()
+        try:
+            probs = await loop.run_in_executor(self.executor, self.model.probabilities, [p.row for p in batch])
+        except Exception as e:  # noqa: BLE001  (the requests of this batch get a 500; the server goes on)
+            for p in batch:
+                if not p.job.future.done():
+                    p.job.future.set_exception(RuntimeError(f"scoring failed: {type(e).__name__}: {e}"))
+            return
+        finally:
+            self.free.release()
+        self.batches, self.rows = self.batches + 1, self.rows + len(batch)
+        self.mixed += len({p.row[0] for p in batch}) > 1
+        for p, prob in zip(batch, probs):
+            p.job.results[p.index] = prob
+            p.job.left -= 1
+            if not p.job.left and not p.job.future.done():
+                p.job.future.set_result(p.job.results)
 
     async def close(self):
         self.closing = True
@@ -104,7 +119,7 @@ class Batcher:
         self.full.set()
 
 
-def make_app(model, max_batch_size=32, max_wait_ms=5.0, max_instances=1024, max_body_bytes=4 << 20):
+def make_app(model, max_batch_size=32, max_wait_ms=5.0, max_instances=1024, workers=2, max_body_bytes=4 << 20):
     """The ASGI app (starlette) serving `model` (a MultiTaskModel)."""
     import contextlib
 
@@ -123,7 +138,7 @@ def make_app(model, max_batch_size=32, max_wait_ms=5.0, max_instances=1024, max_
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        state["batcher"] = batcher = Batcher(model, max_batch_size, max_wait_ms)
+        state["batcher"] = batcher = Batcher(model, max_batch_size, max_wait_ms, workers)
         worker = asyncio.create_task(batcher.run())
         yield
         await batcher.close()  # uvicorn has finished the requests in flight
@@ -243,7 +258,7 @@ def warm_up(model):
 
 
 def serve_command(specs, mlm=None, host="127.0.0.1", port=8501, max_batch_size=32, max_wait_ms=5.0,
-                  max_instances=1024):
+                  max_instances=1024, workers=2):
     """--serve TASK=TARGET ...: check the tasks (before TensorFlow), load them on one MLM, serve until SIGTERM."""
     import importlib.util
 
@@ -256,15 +271,15 @@ def serve_command(specs, mlm=None, host="127.0.0.1", port=8501, max_batch_size=3
         targets = parse_task_specs(specs)
         for name, target in targets.items():
             check_task_target(name, target)
-        if max_batch_size < 1 or max_instances < 1 or not max_wait_ms >= 0:
-            raise FewShotError("--max-batch-size and --max-instances must be >= 1, --max-wait-ms >= 0")
+        if min(max_batch_size, max_instances, workers) < 1 or not max_wait_ms >= 0:
+            raise FewShotError("--max-batch-size, --max-instances and --workers must be >= 1, --max-wait-ms >= 0")
         sock = bind(host, port)
         start_tensorflow()
         from few_shot.multitask import load_tasks
         model = load_tasks(targets, mlm)
         warm_up(model)
     import uvicorn
-    app = make_app(model, max_batch_size, max_wait_ms, max_instances)
+    app = make_app(model, max_batch_size, max_wait_ms, max_instances, workers)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                            timeout_graceful_shutdown=60))
     bound = sock.getsockname()
