@@ -28,6 +28,9 @@ def add_serve_args(parser):
                    help="serve trained prompts (run folders or prompt.safetensors, one frozen MLM: --model or the one "
                         "they name) over TF Serving's REST API: POST /v1/models/TASK:predict; needs "
                         "pip install -e '.[serve]'")
+    s.add_argument("--export-tasks", nargs="+", metavar=("OUT_DIR", "TASK=TARGET"),
+                   help="write the tasks (one MLM) as ONE SavedModel into OUT_DIR (new or empty): signature "
+                        "serving_default takes task and text, one signature per task takes text")
     s.add_argument("--host", default="127.0.0.1", help="--serve: the address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=port, default=8501, help="--serve: the port (default 8501; 0: any free one)")
     s.add_argument("--max-batch-size", type=positive_int, default=32,
@@ -67,8 +70,13 @@ def main(argv=None):
         parser.error("`--` separates --predict's run folders from its texts; use it after --predict RUN_DIR")
     if args.export and args.predict:
         parser.error("--export and --predict: give one of them")
-    if args.serve and (args.export or args.predict or args.evaluate):
-        parser.error("--serve and --export / --predict / --evaluate: give one of them")
+    if sum(map(bool, (args.serve, args.export_tasks, args.export, args.predict or args.evaluate))) > 1:
+        parser.error("--serve, --export-tasks, --export and --predict / --evaluate: give one of them")
+    if args.export_tasks:
+        if args.calibrate:
+            parser.error("--export-tasks writes the model's own probabilities, uncalibrated; drop --calibrate")
+        from few_shot.multitask_export import export_tasks_command
+        return export_tasks_command(args.export_tasks, args.model)
     if args.serve:
         if args.calibrate:
             parser.error("--serve answers with the model's own probabilities, uncalibrated; drop --calibrate")
