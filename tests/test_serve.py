@@ -198,3 +198,18 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0(server, expected):
         assert np.abs(got - expected["sentiment"]).max() < 1e-5
     assert proc.wait(60) == 0, proc.stderr.read()[-3000:]
     assert "stopped" in proc.stderr.read()
+
+
+@pytest.mark.slow
+def test_load_test_script_runs_bounded_and_writes_the_table_json(tmp_path):
+    out = tmp_path / "load.json"
+    done = subprocess.run([sys.executable, "scripts/load_test.py", "--setups", "multi,loop-scorer", "--concurrency",
+                           "1,4", "--seconds", "1", "--max-requests", "30", "--json", str(out)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = json.loads(out.read_text(encoding="utf-8"))
+    assert {"title", "command", "source", "protocol", "columns", "rows"} <= set(table)
+    assert [(r[0].split(" (")[0], r[1]) for r in table["rows"]] == [
+        ("multi-task server", 1), ("multi-task server", 4), ("Scorer loop", 1), ("Scorer loop", 4)]
+    assert all(0 < r[2] <= 30 and r[3] == 0 for r in table["rows"])  # bounded, no errors
+    assert all(len(r) == len(table["columns"]) for r in table["rows"])
