@@ -112,7 +112,8 @@ def export_multitask(model, out_dir):
     def mixed(task, text):
         task_ids = index.lookup(task)
         check = tf.debugging.assert_non_negative(task_ids, message=f"unknown task; the tasks are {', '.join(names)}")
-        with tf.control_dependencies([check]):
+        with tf.control_dependencies([check]):  # every use of the task ids waits for the check
+            task_ids = tf.identity(task_ids)
             text_ids = tokenizer(text)
         parts, order = [], []
         for i, name in enumerate(names):  # each task's rows through its own pattern, then one batch

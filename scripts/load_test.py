@@ -293,8 +293,9 @@ def measure(setups, plan, args, tasks):
                 for k in ("latencies", "errors", "wall", "rows", "batches"):
                     acc[k] += out[k]
                 acc["rss"] = max(acc["rss"], setups[name].rss())
-                print(json.dumps({"round": r, "setup": name, "concurrency": c, "requests": len(out["latencies"]),
-                                  "errors": out["errors"], "throughput": round(len(out["latencies"]) / out["wall"], 1)}),
+                done = len(out["latencies"])
+                print(json.dumps({"round": r, "setup": name, "concurrency": c, "requests": done,
+                                  "errors": out["errors"], "throughput": round(done / out["wall"], 1)}),
                       file=sys.stderr, flush=True)
     return [summary(name, c, acc) for (name, c), acc in sorted(pooled.items(), key=lambda kv: (
         list(setups).index(kv[0][0]), kv[0][1]))]
