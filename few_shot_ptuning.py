@@ -11,13 +11,36 @@
     python few_shot_ptuning.py --predict runs/ptuning-... "这家酒店很好"
     python few_shot_ptuning.py --predict runs/ptuning-.../prompt.safetensors "这家酒店很好"   # portable prompt
     python few_shot_ptuning.py --export runs/ptuning-... serving/sentiment/1   # SavedModel for TF Serving
+    python few_shot_ptuning.py --serve sentiment=runs/p1 tnews=runs/t1/prompt.safetensors   # many tasks, one MLM
     python few_shot_ptuning.py --data ../shared/data/fewclue_tnews --fewclue-fold 0 --verbalizer tnews
 """
 import argparse
 import sys
 
+from few_shot.argtypes import non_negative_float, port, positive_int
 from few_shot.cli import Parser, add_prompt_args, add_run_args, config_from_args, export_command, run_command
 from few_shot.methods import add_method_args
+
+
+def add_serve_args(parser):
+    s = parser.add_argument_group("serving several tasks on one frozen MLM (--serve; docs/serving.md)")
+    s.add_argument("--serve", nargs="+", metavar="TASK=TARGET",
+                   help="serve trained prompts (run folders or prompt.safetensors, one frozen MLM: --model or the one "
+                        "they name) over TF Serving's REST API: POST /v1/models/TASK:predict; needs "
+                        "pip install -e '.[serve]'")
+    s.add_argument("--export-tasks", nargs="+", metavar=("OUT_DIR", "TASK=TARGET"),
+                   help="write the tasks (one MLM) as ONE SavedModel into OUT_DIR (new or empty): signature "
+                        "serving_default takes task and text, one signature per task takes text")
+    s.add_argument("--host", default="127.0.0.1", help="--serve: the address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=port, default=8501, help="--serve: the port (default 8501; 0: any free one)")
+    s.add_argument("--max-batch-size", type=positive_int, default=32,
+                   help="--serve: at most this many rows (of any tasks) per pass of the MLM (default 32)")
+    s.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
+                   help="--serve: a row waits at most this long for others to batch with (default 5)")
+    s.add_argument("--workers", type=positive_int, default=2,
+                   help="--serve: batches scored at once, each on its own thread (default 2)")
+    s.add_argument("--max-instances", type=positive_int, default=1024,
+                   help="--serve: at most this many instances per request (more: 413; default 1024)")
 
 
 def main(argv=None):
@@ -41,11 +64,25 @@ def main(argv=None):
                         help="score trained prompts (run folders or prompt.safetensors; several = an ensemble, one "
                              "batched pass) on --data's valid and test rows")
     add_method_args(parser, "ptuning")  # --encoder, --deep, --zero-shot (few_shot/methods/)
+    add_serve_args(parser)
     args = parser.parse_args(argv)
     if texts is not None and not args.predict:
         parser.error("`--` separates --predict's run folders from its texts; use it after --predict RUN_DIR")
     if args.export and args.predict:
         parser.error("--export and --predict: give one of them")
+    if sum(map(bool, (args.serve, args.export_tasks, args.export, args.predict or args.evaluate))) > 1:
+        parser.error("--serve, --export-tasks, --export and --predict / --evaluate: give one of them")
+    if args.export_tasks:
+        if args.calibrate:
+            parser.error("--export-tasks writes the model's own probabilities, uncalibrated; drop --calibrate")
+        from few_shot.multitask_export import export_tasks_command
+        return export_tasks_command(args.export_tasks, args.model)
+    if args.serve:
+        if args.calibrate:
+            parser.error("--serve answers with the model's own probabilities, uncalibrated; drop --calibrate")
+        from few_shot.serve import serve_command
+        return serve_command(args.serve, args.model, args.host, args.port, args.max_batch_size, args.max_wait_ms,
+                             args.max_instances, args.workers)
     if args.export and args.calibrate:
         parser.error("--export writes the model's own probabilities, uncalibrated; drop --calibrate")
     if args.export:

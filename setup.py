@@ -1,5 +1,5 @@
 """Install with `pip install -e .` (add `[test]` for the test oracles: transformers + CPU torch; `[docs]` for
-the documentation site: `pip install -e '.[docs]' && mkdocs serve`)."""
+the documentation site: `pip install -e '.[docs]' && mkdocs serve`; `[serve]` for the multi-task server)."""
 import os
 import re
 
@@ -44,5 +44,8 @@ setup(
         # the documentation site (mkdocs.yml; tests/test_docs.py builds it with --strict); mkdocs is held to the
         # 1.x series the site was built with (mkdocs 1.6, mkdocs-material 9.8, mkdocstrings 1.0 + python 2.0)
         "docs": ["mkdocs>=1.6,<2", "mkdocs-material>=9.5", "mkdocstrings[python]>=1.0"],
+        # the multi-task server (few_shot_ptuning.py --serve, few_shot/serve.py): an ASGI app run by uvicorn; httpx
+        # for its tests and scripts/load_test.py
+        "serve": ["starlette>=0.37", "uvicorn>=0.29", "httpx"],
     },
 )

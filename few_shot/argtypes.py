@@ -32,6 +32,23 @@ def positive_float(text):
     return value
 
 
+def non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{value} must be a number >= 0")
+    return value
+
+
+def port(text):
+    value = integer(text, 0)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0-65535; 0: any free one)")
+    return value
+
+
 def fraction(text):
     value = positive_float(text)
     if value > 1:

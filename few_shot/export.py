@@ -157,6 +157,12 @@ class PatternLayout:
 
     def assemble(self, text_ids, pad_id):
         """Ragged text ids [B, (T)] -> model inputs, as Pattern.encode + EncodedSet.batch make them."""
+        token_ids, segment_ids, masks = self.ragged(text_ids)
+        return {"token_ids": token_ids.to_tensor(default_value=pad_id), "segment_ids": segment_ids.to_tensor(0),
+                "mask_positions": masks}
+
+    def ragged(self, text_ids):
+        """Ragged text ids [B, (T)] -> (ragged token ids, ragged segment ids, [MASK] positions [B, M])."""
         import tensorflow as tf
         text_ids = text_ids[:, :self.budget]
         rows, lengths = text_ids.nrows(), tf.cast(text_ids.row_lengths(), tf.int32)
@@ -173,8 +179,7 @@ class PatternLayout:
                                    [rows, 1]),
                            after_text + tf.constant(self.suffix_masks, tf.int32, shape=[1, len(self.suffix_masks)])],
                           axis=1)
-        return {"token_ids": token_ids.to_tensor(default_value=pad_id), "segment_ids": segment_ids.to_tensor(0),
-                "mask_positions": masks}
+        return token_ids, segment_ids, masks
 
 
 def _flatten(parts):
@@ -247,6 +252,14 @@ def export_saved_model(source, out_dir):
     # the variables the endpoint reads are saved with it (tracking the model as well stores them twice)
     archive.track(tokenizer.table)
     archive.add_endpoint(SIGNATURE, serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    return write_archive(archive, out_dir, {
+        "signature": SIGNATURE, "input": "text", "labels": preprocessor.labels, "pattern": preprocessor.pattern.template,
+        "field": layout.field, "verbalizer": preprocessor.verbalizer.mapping, "maxlen": preprocessor.maxlen})
+
+
+def write_archive(archive, out_dir, metadata):
+    """Write a keras ExportArchive to `out_dir` (new or empty) with `metadata` in assets.extra/few_shot.json ->
+    out_dir. The folder appears whole or not at all (written beside it, then renamed)."""
     out_dir = os.path.abspath(out_dir)
     parent = os.path.dirname(out_dir)
     created = []  # the parent folders made here, removed again if the export fails or is interrupted
@@ -260,10 +273,7 @@ def export_saved_model(source, out_dir):
         archive.write_out(staging, verbose=False)
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
         with open(os.path.join(staging, METADATA), "w", encoding="utf-8") as f:
-            json.dump({"signature": SIGNATURE, "input": "text", "labels": preprocessor.labels,
-                       "pattern": preprocessor.pattern.template, "field": layout.field,
-                       "verbalizer": preprocessor.verbalizer.mapping, "maxlen": preprocessor.maxlen},
-                      f, ensure_ascii=False, indent=1)
+            json.dump(metadata, f, ensure_ascii=False, indent=1)
         check_out_dir(out_dir, "out_dir")  # still new or empty after the (slow) write
         if os.path.isdir(out_dir):
             os.rmdir(out_dir)
