@@ -85,10 +85,17 @@ def check_resume(path, config_fields):
     return metrics
 
 
-def check_output(path, overwrite):
-    """Refuse a folder we must not write into; touches nothing (run before anything loads)."""
+def check_output_flags(path, resume, overwrite):
+    """What every command with --output, --resume and --overwrite refuses first (training, pretraining)."""
+    if resume and overwrite:
+        raise FewShotError("--resume and --overwrite contradict each other; pass one of them")
     if os.path.exists(path) and not os.path.isdir(path):
         raise FewShotError(f"--output {path}: is a file; pass a folder path")
+
+
+def check_output(path, overwrite):
+    """Refuse a folder we must not write into; touches nothing (run before anything loads)."""
+    check_output_flags(path, False, overwrite)
     if os.path.isdir(path):
         if not os.access(path, os.W_OK | os.X_OK):
             raise FewShotError(f"--output {path}: the folder is not writable; choose another --output")

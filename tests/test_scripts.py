@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--k", "8", "--epochs", "2", "--passes-per-epoch", "1", "--batch-size", "8", "--max-valid", "24",
          "--max-test", "24", "--maxlen", "64"]
 LINE = re.compile(r"^epoch: (\d+) - loss: [\d.]+ - valid_acc: [01]\.\d{4} - test_acc: [01]\.\d{4} - "
-                  r"best_valid_acc: [01]\.\d{4} - test_acc_at_best: [01]\.\d{4}( - eta: \d+:\d\d:\d\d)?$", re.M)
+                  r"best_valid_acc: [01]\.\d{4} - test_acc_at_best: [01]\.\d{4}(?: - eta: \d+:\d\d:\d\d)?$", re.M)
 
 
 def run(script, *args, env=None):

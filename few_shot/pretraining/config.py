@@ -7,6 +7,7 @@ import os
 from few_shot.checkpoints import GOOGLE_FILES, HF_FILES
 from few_shot.errors import FewShotError
 from few_shot.owned_files import remove_owned
+from few_shot.run_folder import check_output_flags
 
 CHECKPOINT_DIR, HF_DIR, GOOGLE_DIR, LOG_FILE = "checkpoint", "hf", "google", "pretrain_log.json"
 STATE_FILE, OPTIMIZER_FILE = "state.json", "optimizer.npz"
@@ -139,10 +140,7 @@ def check_config(c):
 def check_output(config):
     """Refuse a non-empty output folder unless --overwrite or --resume (nothing is deleted here)."""
     out = config.output
-    if config.resume and config.overwrite:
-        raise FewShotError("--resume and --overwrite contradict each other; pass one of them")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise FewShotError(f"--output {out}: is a file; pass a folder")
+    check_output_flags(out, config.resume, config.overwrite)
     if config.resume:
         if not os.path.exists(os.path.join(out, CHECKPOINT_DIR, STATE_FILE)):
             raise FewShotError(f"{os.path.join(out, CHECKPOINT_DIR)}: no checkpoint to resume from; run without "

@@ -8,6 +8,7 @@ from few_shot.errors import FewShotError
 from few_shot.model_folder import check_model_folder, model_path
 from few_shot.paths import PROJECT_ROOT
 from few_shot.prompt_pretraining.formats import FORMATS
+from few_shot.run_folder import check_output_flags
 
 DEFAULT_FEWCLUE = os.path.normpath(os.path.join(PROJECT_ROOT, "..", "shared", "data", "fewclue"))
 LOG_FILE = "ppt_log.json"
@@ -61,8 +62,6 @@ class PromptPretrainConfig:
             raise FewShotError(f"--max-documents {self.max_documents}: pair and choice examples need at least 2")
         if not self.lr > 0:
             raise FewShotError(f"--lr {self.lr}: must be > 0")
-        if self.resume and self.overwrite:
-            raise FewShotError("--resume and --overwrite contradict each other; pass one of them")
         if self.maxlen < 32 + self.prompt_length:
             raise FewShotError(f"--maxlen {self.maxlen}: too short for {self.prompt_length} soft tokens and the "
                                f"patterns' sentences; use --maxlen {64 + self.prompt_length} or more")
@@ -71,8 +70,7 @@ class PromptPretrainConfig:
 
 def check_output(config):
     out = config.output
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise FewShotError(f"--output {out}: is a file; pass a folder")
+    check_output_flags(out, config.resume, config.overwrite)
     if config.resume:
         if not os.path.isdir(os.path.join(out, CHECKPOINT_DIR)) and not any(
                 os.path.isfile(os.path.join(out, prompt_file(f))) for f in config.formats):
