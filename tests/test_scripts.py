@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--k", "8", "--epochs", "2", "--passes-per-epoch", "1", "--batch-size", "8", "--max-valid", "24",
          "--max-test", "24", "--maxlen", "64"]
 LINE = re.compile(r"^epoch: (\d+) - loss: [\d.]+ - valid_acc: [01]\.\d{4} - test_acc: [01]\.\d{4} - "
-                  r"best_valid_acc: [01]\.\d{4} - test_acc_at_best: [01]\.\d{4}(?: - eta: \d+:\d\d:\d\d)?$", re.M)
+                  r"best_valid_acc: [01]\.\d{4} - test_acc_at_best: [01]\.\d{4}(?P<eta> - eta: \d+:\d\d:\d\d)?$", re.M)
 
 
 def run(script, *args, env=None):
@@ -41,7 +41,7 @@ def test_ptuning_logs_each_epoch_and_writes_metrics_and_model(ptuning_run):
     out, result = ptuning_run
     assert [int(m.group(1)) for m in LINE.finditer(result.stdout)] == [1, 2]
     # the remaining time of the fit after each epoch but the last (issue 27)
-    assert [bool(m.group(2)) for m in LINE.finditer(result.stdout)] == [True, False]
+    assert [bool(m.group("eta")) for m in LINE.finditer(result.stdout)] == [True, False]
     assert "bundled models/zh-bert-mini" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("epochs", "best_epoch", "best_valid_acc", "test_acc_at_best", "config", "seed",
@@ -162,7 +162,7 @@ def test_multiworker_worker_killed_then_cluster_resumed(tmp_path):
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (stdout, stderr) in zip(procs, outs):
         assert p.returncode == 0, stdout[-2000:] + stderr[-3000:]
-        assert [int(n) for n in LINE.findall(stdout)] == [2, 3], stdout  # epoch 1 restored, not redone
+        assert [int(m.group(1)) for m in LINE.finditer(stdout)] == [2, 3], stdout  # epoch 1 restored, not redone
     assert "resuming" in outs[0][0] and "after epoch 1" in outs[0][0]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "completed" and [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
