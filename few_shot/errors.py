@@ -59,6 +59,17 @@ def signals_ignored():
 
 
 @contextlib.contextmanager
+def signals_deferred():
+    """SIGINT and SIGTERM recorded, not raised, inside (code in TensorFlow's C++ that an exception raised
+    mid-call would corrupt, e.g. writing a SavedModel); raised as Interrupted once the block is done."""
+    received = []
+    with _handling(lambda signum, frame: received.append(signum)):
+        yield
+    if received:
+        raise Interrupted(received[0])
+
+
+@contextlib.contextmanager
 def interruptible():
     """Turn SIGINT (Ctrl-C) and SIGTERM (kill, a scheduler's time limit) into `Interrupted`, raised
     at the next Python step, so the run can save what it has; the old handlers come back after."""

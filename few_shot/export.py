@@ -29,7 +29,7 @@ import re
 import shutil
 import tempfile
 
-from few_shot.errors import FewShotError
+from few_shot.errors import FewShotError, signals_deferred
 from few_shot.tokenizer import CJK_RANGES
 
 SIGNATURE = "serving_default"
@@ -270,7 +270,8 @@ def write_archive(archive, out_dir, metadata):
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
     try:
-        archive.write_out(staging, verbose=False)
+        with signals_deferred():  # an exception raised inside TensorFlow's writer would corrupt its state
+            archive.write_out(staging, verbose=False)
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
         with open(os.path.join(staging, METADATA), "w", encoding="utf-8") as f:
             json.dump(metadata, f, ensure_ascii=False, indent=1)
