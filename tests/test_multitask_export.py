@@ -9,9 +9,8 @@ import sys
 import textwrap
 
 import numpy as np
-import pytest
 
-from test_multitask import TEXTS, THREE, TOPICS, mlm, prompt_file  # noqa: F401  (mlm: the fixture)
+from test_multitask import TEXTS, mlm, targets  # noqa: F401  (mlm, targets: the fixtures)
 
 LOAD = textwrap.dedent("""
     import json, sys
@@ -44,17 +43,10 @@ LOAD = textwrap.dedent("""
 """)
 
 
-def test_one_saved_model_serves_every_task(tmp_path, mlm):  # noqa: F811
+def test_one_saved_model_serves_every_task(tmp_path, mlm, targets):  # noqa: F811
     from few_shot.classifier import PromptClassifier
     from few_shot.multitask import load_tasks
     from few_shot.multitask_export import export_multitask
-    targets = {"sentiment": prompt_file(tmp_path, "sentiment"),
-               "three": prompt_file(tmp_path, "three", pattern="[u1][u2][u3][u4]觉得[MASK]。{text}", verbalizer=THREE,
-                                    seed=2),
-               "topics": prompt_file(tmp_path, "topics", pattern="[u1][u2][MASK][MASK]新闻{text}", verbalizer=TOPICS,
-                                     seed=3),
-               "deep": prompt_file(tmp_path, "deep", method="deep", seed=4),
-               "changed": prompt_file(tmp_path, "changed", method="changed", init="label", seed=6)}
     model = load_tasks(targets, mlm)
     folder = export_multitask(model, str(tmp_path / "tasks" / "1"))
     meta = json.loads((tmp_path / "tasks" / "1" / "assets.extra" / "few_shot.json").read_text(encoding="utf-8"))
